@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 from astropy.time import Time
 
+import coronlit
 from coronlit.asn import read_asn, product_path
 from coronlit.dq import DO_NOT_USE, JUMP_DET, bad_mask
-from coronlit.products import read_calints, read_psfmask, write_product, read_product
+from coronlit.products import read_calints, read_psfmask, read_product, read_provenance, write_product
 
-DATA = Path("/work/shared/data/nircam_aumic_f356w")
+# shared/ sits beside the repository (/work/shared here, beside the clone in CI)
+DATA = next((p / "shared/data/nircam_aumic_f356w" for p in Path(__file__).resolve().parents
+             if (p / "shared/data/nircam_aumic_f356w").is_dir()), Path("/work/shared/data/nircam_aumic_f356w"))
 ASN = DATA / "coron3_f356w_asn.json"
 pytestmark = pytest.mark.skipif(not ASN.exists(), reason="real AU Mic data not available")
 MEMBERS = json.loads(ASN.read_text())["products"][0]["members"] if ASN.exists() else []
@@ -91,6 +94,8 @@ def test_real_roundtrip_opens_in_stdatamodels(tmp_path):
     out = write_product(e, tmp_path / "x_c9999_crfints.fits", inputs=[src],
                         provenance=dict(asn=ASN, asn_pool="constructed", inputs=[src], steps={"outlier_detection": "COMPLETE"}))
     back = read_product(out)
+    assert read_provenance(out) == dict(version=coronlit.__version__, asn=ASN.name, asn_pool="constructed",
+                                        inputs=[src.name], steps={"outlier_detection": "COMPLETE"})
     np.testing.assert_array_equal(back.sci, e.sci)
     np.testing.assert_array_equal(back.dq, e.dq)
     assert back.primary["TARGPROP"] == "V-AU-MIC" and back.roll == pytest.approx(63.757, abs=1e-3)
