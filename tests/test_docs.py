@@ -188,9 +188,10 @@ def test_failing_notebook_fails_the_build(toy, tmp_path):
 def test_project_docs_in_chromium(tmp_path):
     "Build the docs of every notebook in the repository (executed) and read each page as Chromium renders it."
     out = tmp_path/"_docs"
+    nbs = od.find_notebooks()
+    pages = [od.page_name(p) for p in nbs]
     r = run_tool("--out", out, "--no-sidebar", "--jobs", "2")
     assert r.returncode == 0, r.stderr
-    pages = [od.page_name(p) for p in od.find_notebooks()]
     assert sorted(p.name for p in out.glob("*.html")) == sorted(pages)
     n_figs = 0
     for page in pages:
@@ -202,7 +203,7 @@ def test_project_docs_in_chromium(tmp_path):
         for i, im in enumerate(png_images(dom)):
             assert im.width >= 100 and im.height >= 50 and not_blank(im), f"{page}: figure {i} is blank or tiny"
             n_figs += 1
-        nb_figs = sum(1 for c in nbformat.read(next(p for p in od.find_notebooks() if od.page_name(p) == page), 4).cells
+        nb_figs = sum(1 for c in nbformat.read(nbs[pages.index(page)], 4).cells
                       if c.cell_type == "code" and re.search(r"\bplt\.|\.imshow\(|subplots\(", c.source)
                       and not re.search(r"#\|\s*(eval:\s*false|hide|slow|notest)", c.source))
         if nb_figs: assert png_images(dom), f"{page}: the notebook plots but the page has no figure"

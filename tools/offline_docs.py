@@ -37,7 +37,7 @@ def write_readme():
 # ---------------------------------------------------------------------------------------------------------------------
 # The HTML documentation build. Everything below is only imported by the build, so `--readme` stays as light as before.
 
-import ast, base64, html, importlib, inspect, io, json, os, signal, subprocess, sys, tempfile, time, tomllib
+import ast, base64, html, importlib, inspect, io, json, os, signal, subprocess, sys, tempfile, time, tomllib, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, is_dataclass, MISSING
 
@@ -218,6 +218,10 @@ def highlight(code: str, lang: str = "python") -> str:
         except ClassNotFound: lexer = TextLexer()
     return _hl(code, lexer, HtmlFormatter(wrapcode=True))
 
+_TEX_ALIASES = [(r"\\(le|ge)(?![A-Za-z])", r"\\\1q"), (r"\\[lr]vert(?![A-Za-z])", "|"), (r"\\[lr]Vert(?![A-Za-z])", r"\\|"),
+    (r"\\(displaystyle|textstyle|scriptstyle|limits|nolimits|[bB]igg?[lrm]?)(?![A-Za-z])", ""),
+    (r"\\operatorname\*", r"\\operatorname"), (r"\\textrm(?![A-Za-z])", r"\\mathrm"), (r"\\[td]frac(?![A-Za-z])", r"\\frac")]
+
 def math_html(tex: str, display: bool) -> str:
     "TeX math as an inline SVG image drawn by matplotlib's mathtext (no MathJax, no network); raw TeX if it cannot."
     import matplotlib
@@ -225,9 +229,12 @@ def math_html(tex: str, display: bool) -> str:
     from matplotlib import mathtext
     from matplotlib.font_manager import FontProperties
     src = " ".join(tex.split())
+    for pat, sub in _TEX_ALIASES: src = re.sub(pat, sub, src)    # LaTeX spellings mathtext does not know
     try:
         buf = io.BytesIO()
-        depth = mathtext.math_to_image(f"${src}$", buf, prop=FontProperties(size=15 if display else 12), format="svg")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            depth = mathtext.math_to_image(f"${src}$", buf, prop=FontProperties(size=15 if display else 12), format="svg")
         svg = buf.getvalue()
         w, h = (float(x) for x in re.search(rb'width="([\d.]+)pt" height="([\d.]+)pt"', svg).groups())
     except Exception:
@@ -462,14 +469,15 @@ def render_body(page: Page, nb, outputs, md, mod) -> str:
             parts.append(f'<div class="cell exported">{"".join(docs)}{src_html}{out_html}</div>')
             continue
         show_code = code.strip() and not _false(d.get("echo", "true"))
-        cls = "cell" + ("" if outputs is None or outputs[i] is not None else " not-run")
-        parts.append(f'<div class="{cls}">{highlight(code) if show_code else ""}{out_html}</div>')
+        not_run = outputs is not None and outputs[i] is None            # `#| eval: false` or a skipped flag
+        attrs = ' class="cell not-run" title="not run when these docs were built"' if not_run else ' class="cell"'
+        parts.append(f'<div{attrs}>{highlight(code) if show_code else ""}{out_html}</div>')
     if not titled: parts.insert(0, f'<header class="title"><h1>{esc(page.title)}</h1></header>')
     return "\n".join(parts)
 
-def contents_table(pages: list) -> str:
+def contents_table(pages: list, md=None) -> str:
     "A table of every page with its summary (appended to the index page)."
-    rows = "".join(f'<tr><td><a href="{esc(p.out)}">{esc(p.title)}</a></td><td>{esc(p.summary)}</td></tr>' for p in pages if p.out != "index.html")
+    rows = "".join(f'<tr><td><a href="{esc(p.out)}">{esc(p.title)}</a></td><td>{_inline(md, p.summary)}</td></tr>' for p in pages if p.out != "index.html")
     return f'<section class="contents"><h2 id="contents">Contents</h2><table class="pages"><tbody>{rows}</tbody></table></section>' if rows else ""
 
 def page_html(page: Page, pages: list, body: str, project: str) -> str:
@@ -615,7 +623,7 @@ def build(out: Path = ROOT/"_docs", exec_: bool = True, only=None, timeout: floa
                 outputs, dt = fut.result()
                 nb = nbformat.read(p.src, as_version=4)
                 body = render_body(p, nb, outputs, md, load_module(p))
-                if p.out == "index.html": body += contents_table(pages)
+                if p.out == "index.html": body += contents_table(pages, md)
                 (out/p.out).write_text(page_html(p, pages, body, project))
                 written.append(out/p.out)
                 log(f"{p.rel} -> {out/p.out}" + (f" (executed in {dt:.1f} s)" if exec_ else ""))
