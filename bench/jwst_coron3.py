@@ -157,10 +157,10 @@ def prepare_jwst_inputs(asn_path, work_dir, psfmask_path=None) -> tuple[Path, Pa
 
 # ---------------------------------------------------------------------------------------------- running
 class StepTimer(logging.Handler):
-    "Collects wall-clock seconds per stpipe step from its 'Step X running' / 'Step X done' log records."
+    "Collects wall-clock and CPU seconds per stpipe step from its 'Step X running' / 'Step X done' log records."
     def __init__(self):
         super().__init__(logging.INFO)
-        self.open, self.seconds, self.calls = {}, {}, {}
+        self.open, self.seconds, self.cpu, self.calls = {}, {}, {}, {}
 
     def emit(self, record):
         msg = str(record.msg)
@@ -168,10 +168,11 @@ class StepTimer(logging.Handler):
             return
         name = record.args[0]
         if "running" in msg:
-            self.open.setdefault(name, []).append(record.created)
+            self.open.setdefault(name, []).append((record.created, time.process_time()))
         elif msg.startswith("Step %s done") and self.open.get(name):
-            dt = record.created - self.open[name].pop()
-            self.seconds[name] = self.seconds.get(name, 0.0) + dt
+            t0, c0 = self.open[name].pop()
+            self.seconds[name] = self.seconds.get(name, 0.0) + record.created - t0
+            self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0  # emit runs in the step's thread
             self.calls[name] = self.calls.get(name, 0) + 1
 
 
@@ -183,7 +184,7 @@ def find_products(output_dir) -> dict:
 
 def run_jwst_coron3(asn_path, output_dir, psfmask_path, steps: dict | None = None, crds_path=None,
                     context: str = DEFAULT_CONTEXT, log_level: int = logging.WARNING) -> dict:
-    "Run jwst's Coron3Pipeline offline on `asn_path`; return {'timings', 'calls', 'total', 'products', 'env'}."
+    "Run jwst's Coron3Pipeline offline on `asn_path`; return wall/CPU seconds per step, calls, products, env."
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     crds_path = (Path(crds_path) if crds_path is not None else output_dir / "crds_cache").resolve()
@@ -203,17 +204,18 @@ def run_jwst_coron3(asn_path, output_dir, psfmask_path, steps: dict | None = Non
     step_logger_level = step_logger.level
     step_logger.setLevel(logging.INFO)  # the timer needs the INFO records
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         Coron3Pipeline.call(str(asn_path), output_dir=str(output_dir), save_results=True, steps=step_pars)
-        total = time.perf_counter() - t0
+        total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         step_logger.removeHandler(timer)
         step_logger.setLevel(step_logger_level)
         for n, lvl in quiet.items():
             logging.getLogger(n).setLevel(lvl)
     timings = {k: round(v, 3) for k, v in timer.seconds.items() if k != "Coron3Pipeline"}
-    return dict(timings=timings, calls=timer.calls, total=round(total, 3), products=find_products(output_dir),
-                env=env)
+    cpu = {k: round(v, 3) for k, v in timer.cpu.items() if k != "Coron3Pipeline"}
+    return dict(timings=timings, cpu=cpu, calls=timer.calls, total=round(total, 3), total_cpu=round(total_cpu, 3),
+                products=find_products(output_dir), env=env)
 
 
 def main(argv=None) -> int:

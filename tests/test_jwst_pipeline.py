@@ -89,7 +89,8 @@ def test_jwst_timings_and_calls(synth_run):
     assert res["calls"]["outlier_detection"] == N_SCI + N_REF
     assert res["calls"]["align_refs"] == res["calls"]["klip"] == N_SCI
     assert res["calls"]["stack_refs"] == res["calls"]["resample"] == 1
-    assert set(res["timings"]) == {"outlier_detection", "stack_refs", "align_refs", "klip", "resample"}
+    assert set(res["timings"]) == set(res["cpu"]) == {"outlier_detection", "stack_refs", "align_refs", "klip", "resample"}
+    assert 0 < res["total_cpu"] and all(v >= 0 for v in res["cpu"].values())
     assert all(v >= 0 for v in res["timings"].values()) and sum(res["timings"].values()) <= res["total"] + 0.5
     assert res["total"] < 60
 
