@@ -92,7 +92,7 @@ def test_jwst_timings_and_calls(synth_run):
     assert set(res["timings"]) == set(res["cpu"]) == {"outlier_detection", "stack_refs", "align_refs", "klip", "resample"}
     assert 0 < res["total_cpu"] and all(v >= 0 for v in res["cpu"].values())
     assert all(v >= 0 for v in res["timings"].values()) and sum(res["timings"].values()) <= res["total"] + 0.5
-    assert res["total"] < 60
+    assert res["total"] < 120  # wall clock on a shared 2-core machine; ~17 s measured under load
 
 
 def test_jwst_ran_offline(synth_run):
