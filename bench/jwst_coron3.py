@@ -183,7 +183,7 @@ def find_products(output_dir) -> dict:
 
 
 def run_jwst_coron3(asn_path, output_dir, psfmask_path, steps: dict | None = None, crds_path=None,
-                    context: str = DEFAULT_CONTEXT, log_level: int = logging.WARNING) -> dict:
+                    context: str = DEFAULT_CONTEXT, quiet: bool = True) -> dict:
     "Run jwst's Coron3Pipeline offline on `asn_path`; return wall/CPU seconds per step, calls, products, env."
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -198,20 +198,17 @@ def run_jwst_coron3(asn_path, output_dir, psfmask_path, steps: dict | None = Non
     timer = StepTimer()
     step_logger = logging.getLogger("stpipe.step")
     step_logger.addHandler(timer)
-    quiet = {n: logging.getLogger(n).level for n in ("stpipe", "jwst", "stcal", "CRDS")}
-    for n in quiet:
-        logging.getLogger(n).setLevel(log_level)
     step_logger_level = step_logger.level
     step_logger.setLevel(logging.INFO)  # the timer needs the INFO records
     try:
         t0, c0 = time.perf_counter(), time.process_time()
-        Coron3Pipeline.call(str(asn_path), output_dir=str(output_dir), save_results=True, steps=step_pars)
+        # configure_log=False: stpipe adds no console handler, so only warnings reach stderr (quiet=False: jwst's log)
+        Coron3Pipeline.call(str(asn_path), output_dir=str(output_dir), save_results=True, steps=step_pars,
+                            configure_log=not quiet)
         total, total_cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         step_logger.removeHandler(timer)
         step_logger.setLevel(step_logger_level)
-        for n, lvl in quiet.items():
-            logging.getLogger(n).setLevel(lvl)
     timings = {k: round(v, 3) for k, v in timer.seconds.items() if k != "Coron3Pipeline"}
     cpu = {k: round(v, 3) for k, v in timer.cpu.items() if k != "Coron3Pipeline"}
     return dict(timings=timings, cpu=cpu, calls=timer.calls, total=round(total, 3), total_cpu=round(total_cpu, 3),
@@ -228,11 +225,12 @@ def main(argv=None) -> int:
                    help="first write gwcs-carrying copies of the members into OUTPUT_DIR/jwst-input")
     p.add_argument("--context", default=DEFAULT_CONTEXT, help="CRDS context name (default %(default)s)")
     p.add_argument("--json", help="also write the result to this JSON file")
+    p.add_argument("--verbose", action="store_true", help="show jwst's own log (INFO) on stderr")
     a = p.parse_args(argv)
     asn, mask = Path(a.asn), Path(a.psfmask)
     if a.prepare:
         asn, mask = prepare_jwst_inputs(asn, Path(a.output_dir) / "jwst-input", mask)
-    res = run_jwst_coron3(asn, a.output_dir, mask, context=a.context)
+    res = run_jwst_coron3(asn, a.output_dir, mask, context=a.context, quiet=not a.verbose)
     text = json.dumps(res, indent=2)
     if a.json:
         Path(a.json).write_text(text)
