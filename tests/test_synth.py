@@ -83,6 +83,17 @@ def test_miri_full_size(miri):
     cx, cy = tr["mask_center"]
     assert mask[cy, cx + 20] < 1e-6 and mask[cy + 20, cx] < 1e-6 and mask[cy + 20, cx + 20] > 0.99   # 4 quadrants
     assert tr["companion"]["sep"] == 1.5 and 0.3 < tr["companion"]["transmission"] <= 1
+    assert not (e.dq[:, cy, cx - 100:cx + 100] & NON_SCIENCE).any()   # the 4QPM's cross is inside the field
+
+
+def test_miri_lyot_full_size(tmp_path):
+    asn = make_dataset(tmp_path, instrument="miri_lyot", nints=2, seed=13)
+    tr = load_truth(tmp_path); e = read_calints(read_asn(asn).members[0].path)
+    assert e.sci.shape == (2, 304, 320) and e.exp_type == "MIR_LYOT" and e.primary["CORONMSK"] == "LYOT_2300"
+    mask = read_psfmask(tmp_path / tr["psfmask"], shape=(304, 320))
+    cx, cy = tr["mask_center"]
+    assert mask[cy, cx + 10] < 1e-3 and mask[cy, cx + 25] > 0.99 and mask[cy, 0] == 0   # 2.16" spot, 30" field
+    assert tr["companion"]["sep"] == 3.0 and tr["companion"]["transmission"] > 0.99
 
 
 def test_determinism(tmp_path):
