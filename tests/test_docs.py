@@ -5,7 +5,7 @@ checks the build's rules quickly; the slow test builds the real docs from every 
 opens every page in Chromium: the page loads, its figures are non-blank PNGs, the sidebar lists every page in order
 with the current one highlighted, and every link resolves to a file.
 """
-import base64, importlib.util, io, os, re, shutil, subprocess, sys
+import base64, html, importlib.util, io, json, os, re, shutil, subprocess, sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -38,6 +38,33 @@ def chromium(tmp, url, *args, timeout=120):
     shutil.rmtree(prof, ignore_errors=True)
     assert r.returncode == 0, f"chromium failed on {url}: {r.stderr[-800:]}"
     return r.stdout
+
+HARNESS = """<!doctype html><html><body><pre id="res">pending</pre><script>
+const pages = PAGES, res = {}; let left = pages.length;
+for (const p of pages) {
+  const f = document.createElement("iframe"); f.style.width = "1280px"; f.style.height = "900px";
+  f.onload = () => {
+    try {
+      const d = f.contentDocument, txt = s => [...d.querySelectorAll(s)];
+      res[p] = {h1: txt("h1").map(h => h.textContent.trim()),
+                nav: txt("nav.sidebar ol a").map(a => a.getAttribute("href")),
+                active: txt("nav.sidebar a.active").map(a => a.getAttribute("href")),
+                imgs: txt("figure.output img").map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width]),
+                font: getComputedStyle(d.body).fontSize, main: d.querySelector("main").getBoundingClientRect().width};
+    } catch (e) { res[p] = {error: String(e)}; }
+    if (--left === 0) document.getElementById("res").textContent = JSON.stringify(res);
+  };
+  f.src = p; document.body.appendChild(f);
+}
+</script></body></html>"""
+
+def browse(out, pages, tmp):
+    "Load every page in Chromium (one run, one iframe each) and read what it rendered: title, sidebar, decoded figures."
+    (out/"_harness.html").write_text(HARNESS.replace("PAGES", json.dumps(pages)))
+    dom = chromium(tmp, (out/"_harness.html").as_uri(), "--allow-file-access-from-files", "--virtual-time-budget=60000", "--dump-dom")
+    m = re.search(r'<pre id="res">(.*?)</pre>', dom, re.S)
+    assert m and m.group(1) != "pending", f"Chromium did not finish loading the pages: {dom[-500:]}"
+    return json.loads(html.unescape(m.group(1)))
 
 class Dom(HTMLParser):
     "What the tests read from a rendered page: sidebar links, the highlighted one, all links, images, headings."
@@ -149,11 +176,15 @@ def test_toy_pages(toy):
 @needs_chromium
 def test_toy_in_chromium(toy, tmp_path):
     root, out = toy
-    dom = Dom(chromium(tmp_path, (out/"plot.html").as_uri(), "--dump-dom"))
-    assert dom.h1 == ["Plotting"]
-    assert dom.nav == ["index.html", "plot.html"] and dom.active == ["plot.html"]
+    seen = browse(out, ["index.html", "plot.html"], tmp_path)
+    assert seen["plot.html"]["h1"] == ["Plotting"] and seen["index.html"]["h1"] == ["Toy"]
+    assert seen["plot.html"]["nav"] == ["index.html", "plot.html"] and seen["plot.html"]["active"] == ["plot.html"]
+    (complete, w, h, shown), = seen["plot.html"]["imgs"]             # the browser decoded the figure ...
+    assert complete and w >= 300 and h >= 200 and 200 <= shown <= seen["plot.html"]["main"]   # ... and fits the column
+    assert seen["plot.html"]["font"] == "16px"
+    dom = Dom((out/"plot.html").read_text())
     imgs = png_images(dom)
-    assert len(imgs) == 1 and imgs[0].width >= 300 and not_blank(imgs[0])
+    assert len(imgs) == 1 and not_blank(imgs[0])
     check_links(out, "plot.html", dom)
     chromium(tmp_path, (out/"plot.html").as_uri(), "--window-size=1280,1000", f"--screenshot={tmp_path/'plot.png'}")
     shot = Image.open(tmp_path/"plot.png")
@@ -193,20 +224,27 @@ def test_project_docs_in_chromium(tmp_path):
     r = run_tool("--out", out, "--no-sidebar", "--jobs", "2")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.glob("*.html")) == sorted(pages)
-    n_figs = 0
-    for page in pages:
-        dom = Dom(chromium(tmp_path, (out/page).as_uri(), "--dump-dom"))
-        assert len(dom.h1) == 1 and dom.h1[0].strip(), f"{page}: no title"
-        assert dom.nav == pages, f"{page}: sidebar lists {dom.nav}"
-        assert dom.active == [page], f"{page}: highlighted {dom.active}"
+    seen = browse(out, pages, tmp_path)
+    assert sorted(seen) == sorted(pages)
+    for page, nb in zip(pages, nbs):
+        got = seen[page]
+        assert "error" not in got, f"{page}: {got.get('error')}"
+        assert len(got["h1"]) == 1 and got["h1"][0], f"{page}: no title"
+        assert got["nav"] == pages, f"{page}: sidebar lists {got['nav']}"
+        assert got["active"] == [page], f"{page}: highlighted {got['active']}"
+        for i, (complete, w, h, shown) in enumerate(got["imgs"]):
+            assert complete and w >= 100 and h >= 50, f"{page}: figure {i} did not load ({w}x{h})"
+            assert 50 <= shown <= got["main"], f"{page}: figure {i} shown {shown}px wide in a {got['main']}px column"
+        dom = Dom((out/page).read_text())
         check_links(out, page, dom)
-        for i, im in enumerate(png_images(dom)):
-            assert im.width >= 100 and im.height >= 50 and not_blank(im), f"{page}: figure {i} is blank or tiny"
-            n_figs += 1
-        nb_figs = sum(1 for c in nbformat.read(nbs[pages.index(page)], 4).cells
-                      if c.cell_type == "code" and re.search(r"\bplt\.|\.imshow\(|subplots\(", c.source)
-                      and not re.search(r"#\|\s*(eval:\s*false|hide|slow|notest)", c.source))
-        if nb_figs: assert png_images(dom), f"{page}: the notebook plots but the page has no figure"
-    shot = tmp_path/"index.png"
-    chromium(tmp_path, (out/"index.html").as_uri(), "--window-size=1280,900", f"--screenshot={shot}")
-    assert not_blank(Image.open(shot))
+        figs = png_images(dom)
+        assert len(figs) == len(got["imgs"])
+        for i, im in enumerate(figs): assert not_blank(im), f"{page}: figure {i} is blank"
+        plots = [c for c in nbformat.read(nb, 4).cells if c.cell_type == "code" and re.search(r"subplots\(|plt\.(figure|plot|imshow|hist|scatter)\(", c.source)
+                 and not re.search(r"#\|\s*(eval:\s*false|hide|slow|notest|output:\s*false)", c.source)]
+        if plots: assert figs, f"{page}: the notebook plots but the page has no figure"
+    with_fig = next((p for p in pages if seen[p]["imgs"]), pages[0])
+    for page in dict.fromkeys(["index.html", with_fig]):
+        shot = tmp_path/f"{page}.png"
+        chromium(tmp_path, (out/page).as_uri(), "--window-size=1280,900", f"--screenshot={shot}")
+        assert not_blank(Image.open(shot)), f"{page}: the screenshot is blank"

@@ -322,10 +322,26 @@ def render_outputs(outs: list, md) -> str:
 # --- API docs -------------------------------------------------------------------------------------------------------
 
 def _anno_str(a) -> str:
+    "An annotation as its source text would show it (`np.ndarray | None`, not `ForwardRef('np.ndarray')`)."
     if a is inspect.Parameter.empty: return ""
     if isinstance(a, str): return a
-    s = inspect.formatannotation(a)
-    return s.replace("typing.", "").replace("NoneType", "None")
+    s = getattr(a, "__forward_arg__", None) or inspect.formatannotation(a)
+    return re.sub(r"ForwardRef\('([^']*)'\)", r"\1", s).replace("typing.", "").replace("NoneType", "None")
+
+def class_fields(cls) -> list:
+    "(name, annotation, default, comment) of the annotated fields of a class body (NamedTuple, dataclass), from its source."
+    import tokenize
+    try: src = inspect.getsource(cls)
+    except (OSError, TypeError): return []
+    import textwrap
+    src = textwrap.dedent(src)
+    comments = {t.start[0]: t.string.lstrip("#").strip() for t in tokenize.generate_tokens(io.StringIO(src).readline)
+                if t.type == tokenize.COMMENT}
+    try: body = ast.parse(src).body[0].body
+    except (SyntaxError, IndexError, AttributeError): return []
+    return [(n.target.id, ast.get_source_segment(src, n.annotation) or "",
+             ast.get_source_segment(src, n.value) if n.value is not None else "", comments.get(n.end_lineno, ""))
+            for n in body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)]
 
 def signature_text(obj, name: str, maxline: int = 90) -> str:
     "`def name(a:int=1, ...)->T` (or `class`), one argument per line when it would be long."
@@ -373,6 +389,8 @@ def param_table(obj, md=None) -> str:
     r = dm.get("return", {})
     if not inspect.isclass(obj) and sig is not None and (sig.return_annotation is not sig.empty or r.get("docment")):
         rows.append(("returns", _anno_str(sig.return_annotation), "", r.get("docment") or ""))
+    if inspect.isclass(obj) and not any(row[3] for row in rows):     # e.g. a NamedTuple: comments on its fields
+        rows = class_fields(obj)
     if not rows or not any(row[3] for row in rows): return ""
     body = "".join(f'<tr{" class=ret" if i == len(rows) - 1 and nm == "returns" else ""}><td><code>{esc(nm)}</code></td>'
                    f'<td>{f"<code>{esc(a)}</code>" if a else ""}</td><td>{f"<code>{esc(df)}</code>" if df else ""}</td>'
@@ -403,7 +421,7 @@ def api_doc(obj, name: str, md=None) -> str:
            f'<div class="signature">{highlight(signature_text(obj, name.split(".")[-1]))}</div>']
     if first: out.append(f'<p class="docstring">{_inline(md, first)}</p>')
     if rest.strip(): out.append(f'<pre class="docstring-more">{esc(rest.strip())}</pre>')
-    inherited = inspect.isclass(obj) and "__init__" not in vars(obj) and not is_dataclass(obj)
+    inherited = inspect.isclass(obj) and not (vars(obj).keys() & {"__init__", "__annotations__"}) and not is_dataclass(obj)
     if not inherited: out.append(param_table(obj, md))   # a subclass with its parent's __init__: the parent's table says it
     if inspect.isclass(obj): out.append(_members(obj, md))
     out.append("</section>")
