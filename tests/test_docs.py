@@ -153,6 +153,8 @@ def toy(tmp_path_factory):
         "y, x = np.mgrid[:64, :64]\nplt.imshow(np.exp(-((x-32)**2 + (y-20)**2) / 50), cmap='gray'); plt.title('a star')",
         "print('hello from', 'the build')",
         "#| eval: false\n1/0  # never run"])
+    _nb(root/"coron3.ipynb", ["md:# Report\n\n> A root notebook that writes products relative to its folder.",
+        "from pathlib import Path\nPath('coron3_out').mkdir(); Path('coron3_out/x.txt').write_text('x'); print('wrote', Path('coron3_out/x.txt').exists())"])
     out = root/"_docs"
     r = run_tool("--root", root, "--out", out, "--no-sidebar")
     assert r.returncode == 0, r.stderr
@@ -160,7 +162,8 @@ def toy(tmp_path_factory):
 
 def test_toy_pages(toy):
     root, out = toy
-    assert sorted(p.name for p in out.glob("*.html")) == ["index.html", "plot.html"] and (out/"style.css").exists()
+    assert sorted(p.name for p in out.glob("*.html")) == ["coron3.html", "index.html", "plot.html"] and (out/"style.css").exists()
+    assert "wrote True" in (out/"coron3.html").read_text() and not (root/"coron3_out").exists()   # ran in a scratch folder
     html = (out/"plot.html").read_text()
     assert "SECRET_HIDDEN" not in html                                   # `#| hide` cells are not shown
     assert "hello from the build" in html                                # stdout is shown
@@ -176,9 +179,9 @@ def test_toy_pages(toy):
 @needs_chromium
 def test_toy_in_chromium(toy, tmp_path):
     root, out = toy
-    seen = browse(out, ["index.html", "plot.html"], tmp_path)
-    assert seen["plot.html"]["h1"] == ["Plotting"] and seen["index.html"]["h1"] == ["Toy"]
-    assert seen["plot.html"]["nav"] == ["index.html", "plot.html"] and seen["plot.html"]["active"] == ["plot.html"]
+    seen = browse(out, ["index.html", "plot.html", "coron3.html"], tmp_path)
+    assert seen["plot.html"]["h1"] == ["Plotting"] and seen["index.html"]["h1"] == ["Toy"] and seen["coron3.html"]["h1"] == ["Report"]
+    assert all(seen[p]["nav"] == ["index.html", "plot.html", "coron3.html"] and seen[p]["active"] == [p] for p in seen)
     (complete, w, h, shown), = seen["plot.html"]["imgs"]             # the browser decoded the figure ...
     assert complete and w >= 300 and h >= 200 and 200 <= shown <= seen["plot.html"]["main"]   # ... and fits the column
     assert seen["plot.html"]["font"] == "16px"

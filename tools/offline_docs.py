@@ -6,8 +6,9 @@
     python tools/offline_docs.py --sidebar   # write nbs/sidebar.yml (the Quarto site's sidebar) and stop
 
 Pages: nbs/index.ipynb -> index.html, nbs/NN_name.ipynb -> name.html, ./coron3.ipynb -> coron3.html. Each notebook is
-executed in its own folder (nbs/ for nbs/*) in a separate process with MPLBACKEND=Agg and a time limit, skipping the
-cells nbdev-test skips (`#| eval: false` and the tst_flags of pyproject.toml); a cell that raises fails the build.
+executed in a separate process with MPLBACKEND=Agg and a time limit (nbs/ notebooks with nbs/ as the working folder,
+coron3.ipynb in a scratch folder that is deleted), skipping the cells nbdev-test skips (`#| eval: false` and the
+tst_flags of pyproject.toml); a cell that raises fails the build, naming the notebook and the cell.
 Everything a page needs (CSS, figures as PNG data, math as SVG) is inside _docs/: no network.
 """
 import argparse, re
@@ -149,12 +150,12 @@ def cell_runs(cell, flags: set) -> bool:
     d = directives(cell.source)
     return not (_false(d.get("eval", "true")) or (flags & d.keys()))
 
-def _exec_worker(src: Path, dst: Path, flags: set):
+def _exec_worker(src: Path, dst: Path, flags: set, cwd: Path):
     "Run in a child process: execute the notebook's cells in an IPython shell in its folder, write the outputs as JSON."
     os.environ["MPLBACKEND"] = "Agg"
     from execnb.shell import CaptureShell
     nb = nbformat.read(src, as_version=4)
-    os.chdir(src.parent)
+    os.chdir(cwd)
     res, err = [], None
     if str(front_matter(nb).get("skip_exec", "false")).lower() == "true": flags = None    # nbdev's skip_exec
     sh = CaptureShell(path=src.parent, mpl_format="retina")
@@ -174,10 +175,14 @@ def execute(page: Page, timeout: float, flags: set) -> list:
     "Execute a notebook in a fresh process; its outputs per cell (None: not run). DocsError naming it if a cell fails."
     with tempfile.TemporaryDirectory(prefix="offline_docs_") as td:
         dst = Path(td)/"out.json"
+        # nbs/ notebooks run in nbs/ (as nbdev-test runs them); others (the root coron3.ipynb, a papermill report that
+        # writes its products relative to its folder) run in a scratch folder, so building the docs leaves no files behind
+        cwd = page.src.parent if page.src.parent == page.root/"nbs" else Path(td)/"run"
+        cwd.mkdir(exist_ok=True)
         env = dict(os.environ, MPLBACKEND="Agg", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"),
                    OPENBLAS_NUM_THREADS=os.environ.get("OPENBLAS_NUM_THREADS", "1"),
                    MKL_NUM_THREADS=os.environ.get("MKL_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--exec-worker", str(page.src), str(dst), "--flags", " ".join(sorted(flags))]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--exec-worker", str(page.src), str(dst), "--flags", " ".join(sorted(flags)), "--cwd", str(cwd)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, text=True)
         try: log, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -246,7 +251,7 @@ def math_html(tex: str, display: bool) -> str:
 
 class Markdown:
     "CommonMark + tables + $math$ to HTML; links to notebooks become links to pages, `names` of exported symbols link to their docs."
-    def __init__(self, links: dict, pages: dict):
+    def __init__(self, links: dict, pages: dict, pkg: str = ""):
         from markdown_it import MarkdownIt
         from mdit_py_plugins.dollarmath import dollarmath_plugin
         from mdit_py_plugins.anchors import anchors_plugin
@@ -264,7 +269,9 @@ class Markdown:
         def code_inline(renderer, tokens, idx, options, env):
             c = tokens[idx].content
             code = f"<code>{esc(c)}</code>"
-            target = self.links.get(re.sub(r"\(.*\)$", "", c.strip()))
+            nm = re.sub(r"\(.*\)$", "", c.strip())                  # `klip()` -> klip
+            if pkg and nm.startswith(pkg + "."): nm = nm.split(".")[-1]  # `coronlit.klip.klip` -> klip
+            target = self.links.get(nm)
             return f'<a class="sym" href="{esc(target)}">{code}</a>' if target else code
         md.add_render_rule("link_open", link_open)
         md.add_render_rule("code_inline", code_inline)
@@ -623,7 +630,7 @@ def build(out: Path = ROOT/"_docs", exec_: bool = True, only=None, timeout: floa
     links = {}
     for p in pages:
         for nm in p.symbols: links.setdefault(nm, f"{p.out}#{nm}")
-    md = Markdown(links, {p.src.name: p.out for p in pages})
+    md = Markdown(links, {p.src.name: p.out for p in pages}, Path(nbdev_config(root).get("lib_path") or "").name)
     out.mkdir(parents=True, exist_ok=True)
     (out/"style.css").write_text(stylesheet())
     project = nbdev_config(root).get("title") or root.name
@@ -662,8 +669,11 @@ def main(argv=None):
     ap.add_argument("--no-sidebar", action="store_true", help="do not (re)write nbs/sidebar.yml during a full build")
     ap.add_argument("--exec-worker", nargs=2, type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--flags", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--cwd", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.exec_worker: return _exec_worker(a.exec_worker[0].resolve(), a.exec_worker[1], set(a.flags.split()))
+    if a.exec_worker:
+        src = a.exec_worker[0].resolve()
+        return _exec_worker(src, a.exec_worker[1], set(a.flags.split()), (a.cwd or src.parent).resolve())
     if a.readme: return write_readme()
     if a.sidebar: return print(write_sidebar(a.root.resolve()/"nbs"))
     try:
