@@ -208,7 +208,7 @@ def test_failing_notebook_fails_the_build(toy, tmp_path):
     _nb(bad/"nbs"/"02_broken.ipynb", ["md:# Broken", "x = 1", "import numpy as np\nnp.zeros(3) @ np.zeros(4)"])
     r = run_tool("--root", bad, "--out", bad/"_docs", "--no-sidebar")
     assert r.returncode == 1
-    assert "nbs/02_broken.ipynb: cell 2 raised ValueError" in r.stderr and "np.zeros(3) @ np.zeros(4)" in r.stderr
+    assert "nbs/02_broken.ipynb: cell 3 (of 3) raised ValueError" in r.stderr and "np.zeros(3) @ np.zeros(4)" in r.stderr
     assert (bad/"_docs"/"plot.html").exists() and not (bad/"_docs"/"broken.html").exists()
     _nb(bad/"nbs"/"02_broken.ipynb", ["md:# Slow", "import time; time.sleep(60)"])
     r = run_tool("--root", bad, "--out", bad/"_docs", "--only", "broken", "--timeout", "8", "--no-sidebar")

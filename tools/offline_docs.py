@@ -36,7 +36,8 @@ def write_readme():
     (ROOT/"README.md").write_text(readme_text())
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The HTML documentation build. Everything below is only imported by the build, so `--readme` stays as light as before.
+# The HTML documentation build. Its heavy imports (markdown-it, pygments, execnb, matplotlib, fastcore, the package)
+# happen inside the functions that use them, so `--readme` stays as light as before.
 
 import ast, base64, html, importlib, inspect, io, json, os, signal, subprocess, sys, tempfile, time, tomllib, warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -165,7 +166,7 @@ def _exec_worker(src: Path, dst: Path, flags: set, cwd: Path):
         res.append(outs)
         if sh.exc is not None and directives(c.source).get("error", "false").lower() != "true":
             e = sh.exc
-            err = dict(cell=i, ename=type(e).__name__, evalue=str(e).splitlines()[0] if str(e) else "",
+            err = dict(cell=i, ncells=len(nb.cells), ename=type(e).__name__, evalue=str(e).splitlines()[0] if str(e) else "",
                        source=strip_directive_lines(c.source),
                        traceback="".join(l for o in outs if o.get("output_type") == "error" for l in o.get("traceback", [])))
     dst.write_text(json.dumps(dict(outputs=res, error=err), default=str))
@@ -196,7 +197,8 @@ def execute(page: Page, timeout: float, flags: set) -> list:
         e = r["error"]
         src = "\n".join("    " + l for l in e["source"].splitlines()[:12])
         tb = "\n".join(_strip_ansi(e["traceback"]).strip().splitlines()[-12:])
-        raise DocsError(f"{page.rel}: cell {e['cell']} raised {e['ename']}: {e['evalue']}\n  cell source:\n{src}\n  traceback (end):\n{tb}")
+        raise DocsError(f"{page.rel}: cell {e['cell'] + 1} (of {e['ncells']}) raised {e['ename']}: {e['evalue']}\n"
+                        f"  cell source:\n{src}\n  traceback (end):\n{tb}")
     return r["outputs"]
 
 # --- HTML pieces ------------------------------------------------------------------------------------------------------
@@ -296,7 +298,9 @@ def render_outputs(outs: list, md) -> str:
     parts, stream = [], None
     def flush():
         nonlocal stream
-        if stream: parts.append(f'<pre class="stream {stream[0]}">{esc(_strip_ansi(stream[1]).rstrip())}</pre>')
+        if stream:   # a progress bar's carriage returns: keep what the terminal would finally show
+            text = re.sub(r"[^\n]*\r(?!\n)", "", _strip_ansi(stream[1]).replace("\r\n", "\n")).rstrip()
+            parts.append(f'<pre class="stream {stream[0]}">{esc(text)}</pre>')
         stream = None
     for o in outs:
         kind = o.get("output_type")
