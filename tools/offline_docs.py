@@ -11,7 +11,7 @@ coron3.ipynb in a scratch folder that is deleted), skipping the cells nbdev-test
 tst_flags of pyproject.toml); a cell that raises fails the build, naming the notebook and the cell.
 Everything a page needs (CSS, figures as PNG data, math as SVG) is inside _docs/: no network.
 """
-import argparse, re
+import argparse, shutil, re
 from pathlib import Path
 import nbformat
 
@@ -21,12 +21,16 @@ def _strip_directives(src):
     "Drop `#| ...` directive lines from a code cell."
     return "\n".join(l for l in src.splitlines() if not l.startswith("#|")).strip()
 
+def _readme_links(md):
+    "Point the prose's relative links and images (written from nbs/) at nbs/ from the repository root."
+    return re.sub(r"(\]\()(?!https?:|#|/|mailto:)([^)\s]+)", r"\1nbs/\2", md)
+
 def readme_text(nb_path=ROOT/"nbs"/"index.ipynb"):
     "README markdown from the index notebook: prose as is, the title's summary as a quote, code as code blocks."
     nb = nbformat.read(nb_path, as_version=4)
     parts = []
     for c in nb.cells:
-        if c.cell_type == "markdown": parts.append(c.source.strip())
+        if c.cell_type == "markdown": parts.append(_readme_links(c.source.strip()))
         elif c.cell_type == "code":
             src = _strip_directives(c.source)
             if src and "hide" not in c.source.split("\n", 1)[0]: parts.append(f"```python\n{src}\n```")
@@ -637,6 +641,8 @@ def build(out: Path = ROOT/"_docs", exec_: bool = True, only=None, timeout: floa
     md = Markdown(links, {p.src.name: p.out for p in pages}, Path(nbdev_config(root).get("lib_path") or "").name)
     out.mkdir(parents=True, exist_ok=True)
     (out/"style.css").write_text(stylesheet())
+    if (root/"nbs"/"images").is_dir():   # pictures the prose links to (images/...), as Quarto copies them
+        shutil.copytree(root/"nbs"/"images", out/"images", dirs_exist_ok=True)
     project = nbdev_config(root).get("title") or root.name
     flags = skip_flags(root)
 
