@@ -149,6 +149,21 @@ def test_psfalign_product_on_synth(synth_set):
     np.testing.assert_allclose(out.err[0, 0].sum(), out.shifts[0, 0, 2] * np.nan_to_num(stack.err[0]).sum(), rtol=0.02)
 
 
+def test_psfalign_writes_as_quadmodel(synth_set, tmp_path):
+    "The product (with its read-only broadcast DQ) goes through write_product and opens in stdatamodels as a QuadModel."
+    from coronlit.products import write_product, read_product
+    from stdatamodels.jwst import datamodels
+    sci, stack = synth_set["scis"][1], synth_set["stack"]
+    out = align_refs(sci, stack, psfmask=synth_set["psfmask"])
+    assert not out.dq.flags.writeable
+    path = write_product(out, tmp_path / "x_psfalign.fits")
+    back = read_product(path)
+    np.testing.assert_array_equal(back.sci, out.sci); np.testing.assert_array_equal(back.dq, out.dq)
+    np.testing.assert_allclose(back.shifts, out.shifts)
+    with datamodels.open(path) as m:
+        assert type(m).__name__ == "QuadModel" and m.data.shape == out.sci.shape
+
+
 # --- jwst's own fit, for comparison ----------------------------------------------------------------------------------
 
 @pytest.mark.jwst
@@ -189,3 +204,22 @@ def test_speed_40_integrations_by_80_references():
     print(f"align_cube 40 integrations x 80 references, 320x320: {wall:.1f} s wall, {cpu:.1f} s CPU, rms {rms:.2e} px")
     assert rms < 0.002
     assert cpu < 60
+
+
+# --- real data ---------------------------------------------------------------------------------------------------------
+
+def test_real_aumic_already_star_aligned(aumic_dir):
+    "The AU Mic files were star-aligned by SpaceKLIP: every measured shift must be (near) zero, and the product sane."
+    from coronlit.asn import read_asn
+    asn = read_asn(aumic_dir / "coron3_f356w_asn.json")
+    refs = [read_calints(m.path) for m in asn.psf]
+    stack = refs[0].replace(sci=np.concatenate([r.sci for r in refs]), err=np.concatenate([r.err for r in refs]),
+                            dq=np.concatenate([r.dq for r in refs]), var={}, int_times=None)
+    for m in asn.science:
+        sci = read_calints(m.path)
+        pm = read_psfmask(Path(str(m.path).replace("_calints.fits", "_calints_psfmask.fits")))
+        out = align_refs(sci, stack, psfmask=pm)
+        print(m.path.name, "shifts (dx, dy, scale):", np.round(out.shifts[0], 4).tolist())
+        assert out.sci.shape == (1, 6, 320, 320) and np.isfinite(out.sci).all() and np.isfinite(out.err).all()
+        assert np.abs(out.shifts[..., :2]).max() < 0.02
+        assert (out.shifts[..., 2] > 1).all()             # AU Mic is brighter than every reference star
