@@ -51,6 +51,7 @@ def _load_json(path:Path) -> dict:
     try: asn = json.loads(text)
     except json.JSONDecodeError as e:
         raise AsnError(f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})", path) from None
+    except RecursionError: raise AsnError("not valid JSON: nested too deeply", path) from None
     if not isinstance(asn, dict): raise AsnError(f"expected a JSON object, found a {type(asn).__name__}", path)
     return asn
 
@@ -64,7 +65,8 @@ def _member(i:int, m, folder:Path, path:Path) -> Member:
     if not isinstance(exptype, str): raise AsnError(f"{who} has no 'exptype' (expected science or psf)", path)
     if exptype.strip().lower() not in ("science", "psf"):
         raise AsnError(f"{who}: unknown exptype {exptype!r} (expected science or psf)", path)
-    return Member((folder / expname.strip()).resolve(), exptype.strip().lower(), expname.strip())
+    try: return Member((folder / expname.strip()).resolve(), exptype.strip().lower(), expname.strip())
+    except (ValueError, OSError): raise AsnError(f"member {i}: expname {expname!r} is not a usable file name", path) from None
 
 # %% ../nbs/03_asn.ipynb #cf9bd111
 def _asn_id(asn:dict, product_name:str, path:Path) -> str:
@@ -77,6 +79,14 @@ def _asn_id(asn:dict, product_name:str, path:Path) -> str:
     if not m: raise AsnError(f"no 'asn_id', and none in the product name {product_name!r}", path)
     log.warning("%s: no 'asn_id'; using %r from the product name", path, m.group(1))
     return m.group(1)
+
+# %% ../nbs/03_asn.ipynb #58144ec7
+def _check_product_name(name:str, # products[0].name
+                        path:Path # the ASN, for the message
+                       ) -> None:
+    "AsnError unless `name` is a plain file name (no folder separators, no '..', no control characters)."
+    if "/" in name or "\\" in name or name in (".", "..") or any(ord(c) < 32 for c in name):
+        raise AsnError(f"product name {name!r} must be a plain file name (no folders or control characters)", path)
 
 # %% ../nbs/03_asn.ipynb #395a15df
 def read_asn(path:str|Path,         # the coron3 association (JSON)
@@ -92,6 +102,7 @@ def read_asn(path:str|Path,         # the coron3 association (JSON)
     if not isinstance(prod, dict): raise AsnError("products[0] is not an object", path)
     name = prod.get("name")
     if not isinstance(name, str) or not name.strip(): raise AsnError("products[0] has no 'name'", path)
+    _check_product_name(name.strip(), path)
     raw = prod.get("members")
     if not isinstance(raw, list) or not raw: raise AsnError(f"product {name!r} has no 'members' (or the list is empty)", path)
     members = [_member(i, m, path.parent, path) for i, m in enumerate(raw)]
@@ -105,7 +116,9 @@ def read_asn(path:str|Path,         # the coron3 association (JSON)
     if not res.psf: raise AsnError("no psf member (exptype 'psf'): coron3 needs reference PSF exposures", path)
     if check_files:
         for i, m in enumerate(members):
-            if not m.path.is_file(): raise AsnError(f"member {i} ({m.expname}): file not found at {m.path}", path)
+            try: found = m.path.is_file()
+            except (ValueError, OSError): found = False  # e.g. a name too long for the file system
+            if not found: raise AsnError(f"member {i} ({m.expname}): file not found at {m.path}", path)
     return res
 
 # %% ../nbs/03_asn.ipynb #d00d3acd

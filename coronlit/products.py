@@ -6,7 +6,7 @@ Docs: https://coronlit.github.io/coronlit/products.html.md"""
 
 # %% ../nbs/02_products.ipynb #d82d6d6f
 from __future__ import annotations
-import copy as _copy, dataclasses, os, re, tempfile, warnings
+import copy as _copy, dataclasses, errno, os, re, shutil, tempfile, warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +19,8 @@ from .core import FitsError, DataError, OutputError, get_logger
 from .dq import DO_NOT_USE
 
 # %% auto #0
-__all__ = ['log', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'read_calints', 'read_psfmask',
-           'write_product', 'read_product', 'read_provenance']
+__all__ = ['log', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'check_nints', 'check_usable',
+           'read_calints', 'read_psfmask', 'write_product', 'prepare_output_dir', 'read_product', 'read_provenance']
 
 # %% ../nbs/02_products.ipynb #8e7d1186
 log = get_logger("products")
@@ -146,6 +146,8 @@ def _read_hdul(path:Path # the FITS file
             return hdul
     except FitsError: raise
     except Exception as e:
+        if isinstance(e, OSError) and e.errno is not None:  # the system refused: permissions, I/O error, ...
+            raise FitsError(f"cannot read: {e.strerror}", path) from None
         msg = str(e).split("\n")[0][:200]
         raise FitsError(f"not a readable FITS file ({type(e).__name__}: {msg})", path) from None
 
@@ -203,6 +205,33 @@ def _clean_header(h:fits.Header) -> fits.Header:
     for key in [k for k in h if re.fullmatch(r"NAXIS\d+", k)]: h.remove(key, ignore_missing=True)
     return h
 
+# %% ../nbs/02_products.ipynb #5929d382
+def _header_int(h:fits.Header, key:str):
+    "The integer value of `key` in `h`, or None when it is missing or not an integer."
+    v = h.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or v != int(v): return None
+    return int(v)
+
+def check_nints(exp:Exposure # an exposure read from a file (its primary header has NINTS)
+               ) -> None:
+    "FitsError naming the file if the header's integration count disagrees with the SCI cube."
+    h = exp.primary
+    nints, start, end = (_header_int(h, k) for k in ("NINTS", "INTSTART", "INTEND"))
+    if start is not None and end is not None and (start, end) != (1, nints):
+        if end - start + 1 != exp.nints:
+            raise FitsError(f"INTSTART={start}, INTEND={end} in the header, but SCI holds {exp.nints} integrations", exp.path)
+    elif nints is not None and nints != exp.nints:
+        raise FitsError(f"NINTS is {nints} in the header, but SCI holds {exp.nints} integrations", exp.path)
+
+# %% ../nbs/02_products.ipynb #78bfc7e7
+def check_usable(exp:Exposure # an exposure
+                ) -> None:
+    "DataError naming the file if no pixel of `exp` is finite and free of DO_NOT_USE."
+    finite = np.isfinite(exp.sci)
+    if not finite.any(): raise DataError("every pixel of SCI is NaN", exp.path)
+    if not (finite & (exp.dq & DO_NOT_USE == 0)).any():
+        raise DataError("every pixel is NaN or flagged DO_NOT_USE: no usable data", exp.path)
+
 # %% ../nbs/02_products.ipynb #09114e80
 def _exposure(hdul:fits.HDUList, # the file's HDUs (from `_read_hdul`)
               path:Path,          # the file they were read from
@@ -224,7 +253,9 @@ def read_calints(path:str|Path,     # a JWST stage-2 `_calints.fits` file (or an
                 ) -> Exposure:
     "Read a 3-D JWST cube product into an `Exposure`; FitsError naming the file if it cannot be used."
     path = Path(path)
-    return _exposure(_read_hdul(path), path, flag_nan)
+    exp = _exposure(_read_hdul(path), path, flag_nan)
+    check_nints(exp); check_usable(exp)
+    return exp
 
 # %% ../nbs/02_products.ipynb #faa8776d
 def read_psfmask(path:str|Path, # a PSFMASK reference file (SCI: 2-D transmission, 0..1)
@@ -345,22 +376,30 @@ def _fsync_folder(folder:Path):
         finally: os.close(fd)
     except OSError: pass
 
+def _write_failure(e:OSError # what the write raised
+                  ) -> str:
+    "A one-line reason for a failed write; a full disk said plainly (astropy re-raises ENOSPC without its errno)."
+    text = str(e.strerror or e).split("\n")[0]
+    if e.errno == errno.ENOSPC or "space" in text.lower():
+        more = "" if text == os.strerror(errno.ENOSPC) else f"; {text}"
+        return f"cannot write: No space left on device (the disk is full{more})"
+    return f"cannot write: {text}"
+
 def _atomic_write(hdul:fits.HDUList, # what to write
                   path:Path):        # the final file name
     "Write `hdul` to a temporary file beside `path`, fsync it, then rename it to `path`."
-    fd, tmp = None, None
+    tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            fd = None
+        os.close(fd)
+        with open(tmp, "wb") as f:  # a named file: astropy's own disk-full report needs the name
             hdul.writeto(f)
             f.flush(); os.fsync(f.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path); tmp = None
         _fsync_folder(path.parent)
-    except OSError as e: raise OutputError(f"cannot write: {e.strerror or e}", path) from None
+    except OSError as e: raise OutputError(_write_failure(e), path) from None
     finally:
-        if fd is not None: os.close(fd)
         if tmp is not None and os.path.exists(tmp): os.remove(tmp)
 
 # %% ../nbs/02_products.ipynb #c42476c8
@@ -379,6 +418,17 @@ def write_product(product,              # an Exposure, AlignedRefs or Resampled
     _atomic_write(fits.HDUList([primary, *hdus]), path)
     log.debug("wrote %s", path)
     return path
+
+# %% ../nbs/02_products.ipynb #7eee2942
+def prepare_output_dir(path:str|Path # the folder products go to
+                      ) -> Path:
+    "Create the output folder if needed; OutputError naming it if it is a file, cannot be created, or is not writable."
+    out = Path(path)
+    if out.exists() and not out.is_dir(): raise OutputError("output folder is a file, not a folder", out)
+    try: out.mkdir(parents=True, exist_ok=True)
+    except OSError as e: raise OutputError(f"cannot create the output folder: {e.strerror}", out) from None
+    if not os.access(out, os.W_OK | os.X_OK): raise OutputError("output folder is not writable", out)
+    return out
 
 # %% ../nbs/02_products.ipynb #e78fd06d
 def _read_aligned(hdul:fits.HDUList, path:Path) -> AlignedRefs:
