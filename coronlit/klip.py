@@ -18,7 +18,7 @@ log = get_logger("klip")
 
 # %% auto #0
 __all__ = ['log', 'kl_modes', 'klip_weights', 'RefStack', 'prepare_refs', 'fit_integration', 'shared_groups', 'missed_variance',
-           'klip_subtract', 'klip_eigenvalues', 'klip']
+           'klip_subtract', 'subsections', 'klip_zones', 'select_refs', 'klip_eigenvalues', 'klip']
 
 # %% ../nbs/13_klip.ipynb #7757f0f9
 def kl_modes(gram:np.ndarray,    # (nref, nref) Gram matrix R R^T of the mean-subtracted references
@@ -225,6 +225,72 @@ def klip_subtract(sci:np.ndarray,          # (nints, ny, nx) science integration
     if np.ndim(truncate) == 0: ret = [r[0] if r is not eig else r for r in ret]
     return tuple(ret) if len(ret) > 1 else ret[0]
 
+# %% ../nbs/13_klip.ipynb #ff703182
+def subsections(shape,             # (ny, nx) of the images
+                center,            # (x, y) of the star, pixels
+                iwa:float,         # inner working angle, pixels: nothing inside
+                owa:float=None,    # outer edge, pixels (None: the farthest corner, everything kept)
+                n_annuli:int=1,    # annuli of equal width between iwa and owa
+                n_sectors:int=1,   # sectors per annulus (from +x, counter-clockwise on the array)
+               ) -> np.ndarray:
+    "(n_annuli * n_sectors, ny, nx) bool masks of the KLIP zones."
+    if n_annuli < 1 or n_sectors < 1 or iwa < 0: raise InputError(f"KLIP zones: need n_annuli, n_sectors >= 1 and iwa >= 0, got {n_annuli}, {n_sectors}, {iwa}")
+    y, x = np.indices(tuple(shape))
+    r = np.hypot(x - center[0], y - center[1])
+    th = np.arctan2(y - center[1], x - center[0]) % (2 * np.pi)
+    owa = r.max() + 1 if owa is None else owa
+    if owa <= iwa: raise InputError(f"KLIP zones: owa {owa} must exceed iwa {iwa}")
+    edges = np.linspace(iwa, owa, n_annuli + 1)
+    a = np.clip(np.searchsorted(edges, r, side="right") - 1, -1, n_annuli)      # annulus index; -1 inside, n beyond
+    s = np.minimum((th / (2 * np.pi) * n_sectors).astype(int), n_sectors - 1)
+    return np.stack([(a == i) & (s == j) for i in range(n_annuli) for j in range(n_sectors)])
+
+# %% ../nbs/13_klip.ipynb #0edfabe1
+def klip_zones(sci:np.ndarray,        # (nints, ny, nx) science integrations
+               refs:np.ndarray,       # references, as `klip_subtract`
+               truncate,              # number(s) of KL modes, as `klip_subtract`
+               zones:np.ndarray,      # (nzone, ny, nx) bool, from `subsections`
+               margin:float=0.0,      # the fit region of a zone: the zone grown by this many pixels
+               fit_region=None,       # (ny, nx) bool further limiting every fit region (e.g. the PSFMASK support)
+               **kw,                  # `klip_subtract` keywords (mask, ref_mask, err, ref_err, box, rcond)
+              ) -> tuple:
+    "(residual, eigenvalues of the last zone, ERR) of KLIP fitted zone by zone; NaN outside every zone."
+    from scipy.ndimage import binary_dilation
+    zones = np.asarray(zones, bool)
+    if zones.ndim != 3 or zones.shape[1:] != np.shape(sci)[1:]:
+        raise DataError(f"KLIP zones of shape {zones.shape} do not match the images {np.shape(sci)[1:]}")
+    m = int(np.ceil(margin))
+    disk = np.hypot(*np.mgrid[-m:m + 1, -m:m + 1]) <= margin
+    res = err = eig = None
+    for z in zones:
+        if not z.any(): continue
+        fr = binary_dilation(z, disk) if m > 0 else z
+        if fit_region is not None: fr = fr & np.asarray(fit_region, bool)
+        r, eig, e = klip_subtract(sci, refs, truncate, fit_region=fr, return_eigenvalues=True, return_err=True, **kw)
+        if res is None: res, err = np.full_like(r, np.nan), np.full_like(e, np.nan)
+        res[..., z], err[..., z] = r[..., z], e[..., z]
+    if res is None: raise DataError("KLIP zones: every zone is empty")
+    return res, eig, err
+
+# %% ../nbs/13_klip.ipynb #35f325a8
+def select_refs(sci:np.ndarray,     # (nints, ny, nx) science integrations
+                refs:np.ndarray,    # (nrefs, ny, nx) shared, or (nints, nrefs, ny, nx) per integration
+                n:int,              # how many to keep
+                region=None,        # (ny, nx) bool, pixels compared (None: all finite pixels)
+               ) -> np.ndarray:
+    "Indices (along the reference axis) of the `n` references most correlated with the science, best first."
+    sci = np.asarray(sci, np.float64); refs = np.asarray(refs, np.float64)
+    r4 = refs[None] if refs.ndim == 3 else refs
+    if n < 1: raise InputError(f"select_refs: n must be >= 1, got {n}")
+    ok = np.isfinite(sci).all(0) & np.isfinite(r4).all((0, 1))
+    if region is not None: ok &= np.asarray(region, bool)
+    if ok.sum() < 3: raise DataError("select_refs: fewer than 3 pixels usable in every image")
+    def z(a):                                                   # standardised over the compared pixels
+        v = a[..., ok]; v = v - v.mean(-1, keepdims=True); return v / np.linalg.norm(v, axis=-1, keepdims=True)
+    zs, zr = z(sci), z(r4)                                      # (nints, npix), (1|nints, nrefs, npix)
+    corr = np.einsum("mp,mnp->mn", zs, np.broadcast_to(zr, (len(zs),) + zr.shape[1:])).mean(0)
+    return np.argsort(corr)[::-1][:n]
+
 # %% ../nbs/13_klip.ipynb #d6b2bcf0
 def _psfsub(sci:"Exposure", res, err, eig, k):
     "One psfsub Exposure from the residual, its ERR and the eigenvalues of truncation `k`."
@@ -251,6 +317,9 @@ def klip(sci:"Exposure",           # science exposure (calints or crfints)
          fit_region=None,          # (ny, nx) bool, True where pixels enter the fit; None: all pixels
          err_box:int=9,            # median box (pixels) of the ERR's missed-starlight term
          return_eigenvalues=False, # also return the KL eigenvalues of every integration, (nints, nrefs)
+         zones=None,               # (nzone, ny, nx) bool from `subsections`: one KL basis per zone; None: one for the image
+         zone_margin:float=0.0,    # fit each zone on the zone grown by this many pixels
+         n_select:int=None,        # keep only the n references most correlated with the science (`select_refs`)
         ):
     "The psfsub Exposure (or a list, one per truncation): PSF-subtracted SCI, ERR with the model's error, DQ."
     if aligned.sci.shape[0] not in (1, sci.nints) or aligned.sci.shape[-2:] != sci.sci.shape[-2:]:
@@ -259,9 +328,17 @@ def klip(sci:"Exposure",           # science exposure (calints or crfints)
     refs, rdq, rerr = aligned.sci, aligned.dq, aligned.err
     if aligned.nints == 1 or len(shared_groups(refs, rdq)) == 1:   # one set for all: flag and fit it once
         refs, rdq, rerr = refs[0], rdq[0], rerr[0]
+    if n_select is not None and n_select < refs.shape[-3]:
+        keep = np.sort(select_refs(sci.sci, refs, n_select, fit_region))
+        refs, rdq = np.take(refs, keep, axis=-3), np.take(rdq, keep, axis=-3)
+        rerr = None if rerr is None else np.take(rerr, keep, axis=-3)
     try:
-        res, eig, err = klip_subtract(sci.sci, refs, truncate, bad_mask(sci.dq, bits), bad_mask(rdq, bits), fit_region,
-                                      sci.err, rerr, return_eigenvalues=True, return_err=True, box=err_box)
+        if zones is None:
+            res, eig, err = klip_subtract(sci.sci, refs, truncate, bad_mask(sci.dq, bits), bad_mask(rdq, bits), fit_region,
+                                          sci.err, rerr, return_eigenvalues=True, return_err=True, box=err_box)
+        else:
+            res, eig, err = klip_zones(sci.sci, refs, truncate, zones, zone_margin, fit_region, mask=bad_mask(sci.dq, bits),
+                                       ref_mask=bad_mask(rdq, bits), err=sci.err, ref_err=rerr, box=err_box)
     except CoronlitError as e:
         if e.path: raise
         raise type(e)(e.message, sci.path) from None
