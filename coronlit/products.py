@@ -131,6 +131,17 @@ class Resampled:
     def replace(self, **fields) -> "Resampled": return dataclasses.replace(self, **fields)
 
 # %% ../nbs/02_products.ipynb #ccac122f
+def _drop_unparsable(h:fits.Header, # a header as read
+                     path:Path):    # its file, for the log
+    "Remove, with a warning, the cards of `h` whose value cannot be parsed (astropy would raise on every access)."
+    bad = []
+    for i, card in enumerate(h.cards):
+        try: card.value
+        except Exception: bad.append(i)
+    for i in reversed(bad):
+        log.warning("%s: unparsable header card %r ignored", path, str(h.cards[i])[:80].rstrip())
+        del h[i]
+
 def _read_hdul(path:Path # the FITS file
               ) -> fits.HDUList:
     "All HDUs of `path`, read into memory; FitsError naming the file if it is missing or unreadable."
@@ -143,6 +154,7 @@ def _read_hdul(path:Path # the FITS file
             warnings.filterwarnings("error", message=".*[Tt]runcated.*")
             with fits.open(path, memmap=False) as hdul:
                 for hdu in hdul: hdu.data  # force every HDU's data into memory now, while the file is open
+            for hdu in hdul: _drop_unparsable(hdu.header, path)
             return hdul
     except FitsError: raise
     except Exception as e:

@@ -1,0 +1,447 @@
+"""A catalogue of bad inputs, each run through the command line and through the API.
+
+Every case must end the same way: the CLI exits 2 with exactly one `coronlit: error:` line on stderr that names the
+file at fault and says what is wrong (no traceback); `coronlit.coron3` raises a `CoronlitError` subclass with the same
+text; and no product is left under a final name (nor a temporary file) in the output folder. The inputs are never
+modified. At the end, real-file quirks that must NOT be errors.
+"""
+import hashlib, json, os, shutil, stat, subprocess, sys, tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+import coronlit
+from coronlit.core import AsnError, CoronlitError, DataError, FitsError, InputError, OutputError
+from coronlit.dq import DO_NOT_USE
+from coronlit.synth import make_dataset
+from coronlit.products import read_product
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+SUFFIXES = ("crfints", "psfstack", "psfalign", "psfsub", "i2d")
+ROOT_USER = os.geteuid() == 0
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+# ------------------------------------------------------------------------------------------ the base dataset
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    "A tiny valid dataset (1 science, 1 reference, 3 integrations of 64 x 64) every case copies and breaks."
+    d = tmp_path_factory.mktemp("base")
+    make_dataset(d, shape=(64, 64), nints=3, n_sci=1, n_ref=1, seed=3)
+    return d
+
+
+@dataclass
+class Setup:
+    "One broken input: where the ASN and output are, and what the error must say."
+    d: Path                      # the case's copy of the dataset
+    asn: Path = None
+    out: Path = None
+    named: Path = None           # the file the message must name
+    says: tuple = ()             # fragments the message must contain
+    cls: type = InputError       # the CoronlitError subclass the API must raise
+    args: list = field(default_factory=list)  # extra CLI arguments
+    kw: dict = field(default_factory=dict)    # the same as API keywords
+    nobody: bool = False         # run as an unprivileged user (permissions mean nothing to root)
+    xfail: str = ""              # a known gap, waiting on a change outside this helper's files
+    complete_ok: bool = False    # products finished before the failure may stay (they must be complete)
+
+    @property
+    def asn_json(self): return json.loads(self.asn.read_text())
+    def member(self, exptype, i=0):
+        return self.d / [m["expname"] for m in self.asn_json["products"][0]["members"] if m["exptype"] == exptype][i]
+    def write_asn(self, obj): self.asn.write_text(obj if isinstance(obj, str) else json.dumps(obj, indent=1))
+    def members(self): return self.asn_json["products"][0]["members"]
+    def set_members(self, members):
+        a = self.asn_json; a["products"][0]["members"] = members; self.write_asn(a)
+    @property
+    def psfmask(self): return next(self.d.glob("*_psfmask.fits"))
+
+
+def edit_fits(path, fn):
+    "Rewrite the FITS file `path` after `fn(hdul)` changed it in memory."
+    with fits.open(path) as h:
+        h = fits.HDUList([x.copy() for x in h])
+    fn(h)
+    h.writeto(path, overwrite=True)
+
+
+CASES = {}
+
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
+
+
+# ------------------------------------------------------------------------------------------ the association
+
+@case
+def asn_not_json(s):
+    s.write_asn('{"asn_id": "c1000", "products": [}'); s.named, s.says, s.cls = s.asn, ("not valid JSON",), AsnError
+
+@case
+def asn_empty(s):
+    s.write_asn(""); s.named, s.says, s.cls = s.asn, ("association file is empty",), AsnError
+
+@case
+def asn_not_an_object(s):
+    s.write_asn("[1, 2, 3]"); s.named, s.says, s.cls = s.asn, ("expected a JSON object, found a list",), AsnError
+
+@case
+def asn_binary(s):
+    s.asn.write_bytes(bytes(range(256)) * 4); s.named, s.says, s.cls = s.asn, ("cannot read the association",), AsnError
+
+@case
+def asn_missing(s):
+    s.asn.unlink(); s.named, s.says, s.cls = s.asn, ("association file not found",), AsnError
+
+@case
+def asn_no_products(s):
+    a = s.asn_json; del a["products"]; s.write_asn(a)
+    s.named, s.says, s.cls = s.asn, ("no 'products' list",), AsnError
+
+@case
+def asn_no_members(s):
+    a = s.asn_json; del a["products"][0]["members"]; s.write_asn(a)
+    s.named, s.says, s.cls = s.asn, ("has no 'members'",), AsnError
+
+@case
+def asn_member_without_expname(s):
+    m = s.members(); del m[1]["expname"]; s.set_members(m)
+    s.named, s.says, s.cls = s.asn, ("member 1 has no 'expname'",), AsnError
+
+@case
+def asn_unknown_exptype(s):
+    m = s.members(); m[1]["exptype"] = "target_acquisition"; s.set_members(m)
+    s.named, s.says, s.cls = s.asn, ("unknown exptype 'target_acquisition'",), AsnError
+
+@case
+def asn_no_science(s):
+    s.set_members([m for m in s.members() if m["exptype"] == "psf"])
+    s.named, s.says, s.cls = s.asn, ("no science member",), AsnError
+
+@case
+def asn_no_psf(s):
+    s.set_members([m for m in s.members() if m["exptype"] == "science"])
+    s.named, s.says, s.cls = s.asn, ("no psf member",), AsnError
+
+@case
+def asn_member_listed_twice(s):
+    m = s.members(); s.set_members(m + [m[1]])
+    s.named, s.says, s.cls = s.asn, ("is listed twice",), AsnError
+
+@case
+def asn_product_name_is_a_path(s):
+    a = s.asn_json; a["products"][0]["name"] = "../../escaped"; s.write_asn(a)
+    s.named, s.says, s.cls = s.asn, ("product name '../../escaped' must be a plain file name",), AsnError
+
+@case
+def asn_expname_with_nul(s):
+    m = s.members(); m[1]["expname"] = "ref\x00_calints.fits"; s.set_members(m)
+    s.named, s.says, s.cls = s.asn, ("member 1: expname", "is not a usable file name"), AsnError
+
+
+# ------------------------------------------------------------------------------------------ one member file
+
+@case
+def member_missing(s):
+    p = s.member("psf"); p.unlink(); s.named, s.says, s.cls = s.asn, (p.name, "file not found"), AsnError
+
+@case
+def member_is_a_folder(s):
+    p = s.member("psf"); p.unlink(); p.mkdir(); s.named, s.says, s.cls = s.asn, (p.name, "file not found"), AsnError
+
+@case
+def member_not_fits(s):
+    p = s.member("science"); p.write_text("SIMPLE? no: this is a text file\n" * 100)
+    s.named, s.says, s.cls = p, ("not a readable FITS file",), FitsError
+
+@case
+def member_empty_file(s):
+    p = s.member("science"); p.write_bytes(b""); s.named, s.says, s.cls = p, ("not a readable FITS file",), FitsError
+
+@case
+def member_truncated(s):
+    p = s.member("psf"); b = p.read_bytes(); p.write_bytes(b[: len(b) * 2 // 3])
+    s.named, s.says, s.cls = p, ("truncated",), FitsError
+
+@case
+def member_truncated_in_header(s):
+    p = s.member("science"); b = p.read_bytes(); p.write_bytes(b[:4000])
+    s.named, s.says, s.cls = p, ("not a readable FITS file",), FitsError
+
+@case
+def member_unreadable(s):
+    p = s.member("psf"); p.chmod(0)
+    s.named, s.says, s.cls, s.nobody = p, ("cannot read", "ermission denied"), FitsError, True
+
+@case
+def member_sci_2d(s):
+    p = s.member("science"); edit_fits(p, lambda h: [setattr(h[n], "data", h[n].data[0]) for n in ("SCI", "ERR", "DQ")])
+    s.named, s.says, s.cls = p, ("SCI extension is 2-D (64, 64), expected 3-D",), FitsError
+
+@case
+def member_sci_4d(s):
+    p = s.member("psf"); edit_fits(p, lambda h: [setattr(h[n], "data", h[n].data[None]) for n in ("SCI", "ERR", "DQ")])
+    s.named, s.says, s.cls = p, ("SCI extension is 4-D (1, 3, 64, 64), expected 3-D",), FitsError
+
+@case
+def member_without_sci(s):
+    p = s.member("science"); edit_fits(p, lambda h: h.__delitem__("SCI"))
+    s.named, s.says, s.cls = p, ("no SCI image extension",), FitsError
+
+@case
+def member_dq_shape(s):
+    p = s.member("psf"); edit_fits(p, lambda h: setattr(h["DQ"], "data", h["DQ"].data[:, :32]))
+    s.named, s.says, s.cls = p, ("DQ has shape (3, 32, 64), SCI has (3, 64, 64)",), FitsError
+
+@case
+def member_dq_float(s):
+    p = s.member("psf"); edit_fits(p, lambda h: setattr(h["DQ"], "data", h["DQ"].data.astype(np.float32)))
+    s.named, s.says, s.cls = p, ("DQ extension has non-integer type float32",), FitsError
+
+@case
+def member_nints_disagrees(s):
+    p = s.member("science"); edit_fits(p, lambda h: h[0].header.set("NINTS", 5))
+    s.named, s.says, s.cls = p, ("NINTS is 5 in the header, but SCI holds 3 integrations",), FitsError
+
+@case
+def member_all_nan(s):
+    p = s.member("science"); edit_fits(p, lambda h: h["SCI"].data.fill(np.nan))
+    s.named, s.says, s.cls = p, ("every pixel of SCI is NaN",), DataError
+
+
+# ------------------------------------------------------------------------------------------ members together
+
+def _add_ref(s, fn, name="jw09999002001_03107_00002_nrcalong_calints.fits"):
+    "A second reference exposure, a copy of the first changed by fn(hdul)."
+    p = s.d / name; shutil.copy(s.member("psf"), p); edit_fits(p, fn)
+    s.set_members(s.members() + [{"expname": name, "exptype": "psf"}])
+    return p
+
+def _crop(h, n=48):
+    for e in ("SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
+        if e in h: h[e].data = h[e].data[..., :n]
+    if "AREA" in h: h["AREA"].data = h["AREA"].data[..., :n]
+
+@case
+def refs_of_different_shapes(s):
+    p = _add_ref(s, _crop)
+    s.named, s.says, s.cls = p, ("image shape (64, 48) differs from",), DataError
+
+@case
+def science_and_refs_of_different_shapes(s):
+    p = s.member("psf"); edit_fits(p, _crop)
+    s.named, s.says, s.cls = p, ("image shape (64, 48) differs from",), DataError
+
+@case
+def exp_type_not_coronagraphic(s):
+    p = s.member("psf"); edit_fits(p, lambda h: h[0].header.set("EXP_TYPE", "NRC_IMAGE"))
+    s.named, s.says, s.cls = p, ("EXP_TYPE is NRC_IMAGE, not a coronagraphic exposure",), DataError
+
+@case
+def mixed_instruments(s):
+    p = s.member("psf"); edit_fits(p, lambda h: h[0].header.set("INSTRUME", "MIRI"))
+    s.named, s.says, s.cls = p, ("INSTRUME is MIRI, but", "members must share instrument, filter and mask"), DataError
+
+@case
+def mixed_filters(s):
+    p = s.member("psf"); edit_fits(p, lambda h: h[0].header.set("FILTER", "F444W"))
+    s.named, s.says, s.cls = p, ("FILTER is F444W, but",), DataError
+
+@case
+def mixed_masks(s):
+    p = s.member("psf"); edit_fits(p, lambda h: h[0].header.set("CORONMSK", "MASKA210R"))
+    s.named, s.says, s.cls = p, ("CORONMSK is MASKA210R, but",), DataError
+
+@case
+def science_all_flagged(s):
+    p = s.member("science"); edit_fits(p, lambda h: h["DQ"].data.__ior__(DO_NOT_USE))
+    s.named, s.says, s.cls = p, ("every pixel is NaN or flagged DO_NOT_USE: no usable data",), DataError
+
+@case
+def psfmask_wrong_shape(s):
+    p = s.psfmask; edit_fits(p, lambda h: setattr(h["SCI"], "data", h["SCI"].data[:32]))
+    s.named, s.says, s.cls = p, ("PSFMASK has shape (32, 64), the data have (64, 64)",), FitsError
+
+@case
+def psfmask_missing(s):
+    p = s.d / "nope_psfmask.fits"; s.args, s.kw = ["--psfmask", str(p)], dict(psfmask=str(p))
+    s.named, s.says, s.cls = p, ("PSFMASK file not found",), InputError
+
+@case
+def psfmask_not_fits(s):
+    p = s.psfmask; p.write_text("no FITS here\n" * 300)
+    s.named, s.says, s.cls = p, ("not a readable FITS file",), FitsError
+
+
+# ------------------------------------------------------------------------------------------ the output folder
+
+@case
+def output_is_a_file(s):
+    s.out = s.d / "products.fits"; s.out.write_text("x")
+    s.named, s.says, s.cls = s.out, ("output folder is a file",), CoronlitError
+
+@case
+def output_not_writable(s):
+    s.out = s.d / "ro"; s.out.mkdir(); s.out.chmod(0o555)
+    s.named, s.says, s.cls, s.nobody = s.out, ("not writable",), OutputError, True
+
+@case
+def output_cannot_be_created(s):
+    ro = s.d / "ro"; ro.mkdir(); ro.chmod(0o555); s.out = ro / "products"
+    s.named, s.says, s.cls, s.nobody = s.out, ("cannot create",), OutputError, True
+    s.xfail = "coron3() calls out.mkdir() bare: the lead must call products.prepare_output_dir(out) instead"
+
+@case
+def output_disk_full(s):
+    s.out = "TMPFS"  # a 900 kB tmpfs, mounted by the runner: two products fit, the third does not
+    s.says, s.cls, s.complete_ok = ("cannot write: No space left on device (the disk is full",), OutputError, True
+
+
+# ------------------------------------------------------------------------------------------ running a case
+
+def _sha(folder):
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file() and os.access(p, os.R_OK)}
+
+
+def _prepare(name, how, base, root):
+    "A fresh copy of the dataset in root/name-how, broken as case `name` says."
+    d = root / f"{name}-{how}"
+    shutil.copytree(base, d)
+    s = Setup(d, asn=next(d.glob("*_asn.json")), out=d / "out")
+    CASES[name](s)
+    return s
+
+
+API = """
+import json, sys, coronlit
+kw = json.loads(sys.argv[3])
+try: coronlit.coron3(sys.argv[1], sys.argv[2], progress=False, **kw); print(json.dumps(["ok", ""]))
+except Exception as e: print(json.dumps([[c.__name__ for c in type(e).__mro__], str(e)]))
+"""
+
+
+def _run(s, how, out):
+    "Run case `s` through the CLI or the API: (returncode, stderr) or (exception class names, message)."
+    user = NOBODY if (s.nobody and ROOT_USER) else []
+    env = {**ENV, "HOME": str(s.d.parent / "home")} if user else ENV  # astropy and matplotlib want a writable home
+    if how == "cli":
+        r = subprocess.run(user + [str(BIN / "coronlit"), "coron3", str(s.asn), "-o", str(out), *s.args],
+                           capture_output=True, text=True, env=env, timeout=120)
+        return r.returncode, r.stderr
+    if user:  # the API as an unprivileged user needs its own process
+        r = subprocess.run(user + [sys.executable, "-c", API, str(s.asn), str(out), json.dumps(s.kw)],
+                           capture_output=True, text=True, env=env, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return tuple(json.loads(r.stdout.splitlines()[-1]))
+    try:
+        coronlit.coron3(s.asn, out, progress=False, **s.kw)
+        return "ok", ""
+    except Exception as e:
+        return [c.__name__ for c in type(e).__mro__], str(e)
+
+
+def _complete_product(p):
+    "True if `p` is a whole product under its final name (it reads back, every array of the right shape)."
+    if not any(p.name.endswith(f"_{x}.fits") for x in SUFFIXES): return False
+    try: prod = read_product(p)
+    except CoronlitError: return False
+    return prod.err.shape == prod.sci.shape and np.isfinite(prod.sci).any()
+
+
+def _listing(folder):
+    "Every file in `folder`: products under a final name, and leftover temporary files."
+    folder = Path(folder)
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.fixture(scope="module")
+def results(base):
+    """Every case through the CLI (parallel subprocesses) and the API: outcome, files left, inputs unchanged."""
+    root = Path(tempfile.mkdtemp(prefix="coronlit_bad_"))
+    root.chmod(0o755)
+    mount = root / "tmpfs"; mount.mkdir()
+    (root / "home").mkdir(); (root / "home").chmod(0o777)
+    mounted = ROOT_USER and subprocess.run(["mount", "-t", "tmpfs", "-o", "size=900k", "tmpfs", str(mount)],
+                                           capture_output=True).returncode == 0
+    res = {}
+    try:
+        setups = {(n, how): _prepare(n, how, base, root) for n in CASES for how in ("cli", "api")}
+        if ROOT_USER:  # let the unprivileged user into the cases that need one
+            for s in setups.values():
+                if s.nobody:
+                    for p in [s.d, *s.d.rglob("*")]:
+                        if p.is_dir() and p.name != "ro" and p.parent.name != "ro": p.chmod(0o777)
+        before = {k: _sha(s.d) for k, s in setups.items()}
+        def one(k):
+            s = setups[k]
+            out = mount if s.out == "TMPFS" else s.out
+            if s.out == "TMPFS":
+                if not mounted: return None
+                for p in mount.iterdir(): p.unlink()
+            outcome = _run(s, k[1], out)
+            left = _listing(out)
+            if s.complete_ok: left = [n for n in left if not _complete_product(out / n)]
+            return dict(outcome=outcome, left=left, same=before[k] == _sha(s.d), s=s, n=len(_listing(out)))
+        shared = [k for k in setups if setups[k].out == "TMPFS"]
+        with ThreadPoolExecutor(4) as pool:
+            futs = {k: pool.submit(one, k) for k in setups if k[1] == "cli" and k not in shared}
+            for k in setups:
+                if k[1] == "api" and k not in shared: res[k] = one(k)
+            res.update({k: f.result() for k, f in futs.items()})
+        for k in shared: res[k] = one(k)  # one at a time: they share the mount
+        yield res
+    finally:
+        if mounted: subprocess.run(["umount", str(mount)])
+        for p in root.rglob("*"):
+            try: p.chmod(0o755 if p.is_dir() else 0o644)
+            except OSError: pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _check_message(msg, s):
+    if s.named is not None: assert str(s.named) in msg, f"{s.named} not named in: {msg}"
+    for frag in s.says: assert frag in msg, f"{frag!r} not in: {msg}"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_cli(results, name):
+    "The command line: exit 2, one `coronlit: error:` line naming the file and the problem, nothing written."
+    r = results[(name, "cli")]
+    if r is None: pytest.skip("cannot mount a tmpfs here")
+    (rc, err), s = r["outcome"], r["s"]
+    if s.xfail and rc != 2: pytest.xfail(s.xfail)
+    lines = [l for l in err.splitlines() if l.startswith("coronlit: error:")]
+    assert rc == 2 and len(lines) == 1, f"exit {rc}, stderr:\n{err[-3000:]}"
+    assert "Traceback" not in err and "internal error" not in err, err[-3000:]
+    _check_message(lines[0], s)
+    assert not r["left"], f"files left in the output folder: {r['left']}"
+    if s.complete_ok: assert r["n"] >= 1, "the disk filled before any product: the case tests nothing more than a full disk"
+    assert r["same"], "an input file changed"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_api(results, name):
+    "The API: a CoronlitError subclass naming the file and the problem, nothing written."
+    r = results[(name, "api")]
+    if r is None: pytest.skip("cannot mount a tmpfs here")
+    (classes, msg), s = r["outcome"], r["s"]
+    if s.xfail and (classes == "ok" or "CoronlitError" not in classes): pytest.xfail(s.xfail)
+    assert classes != "ok", "no error raised"
+    assert s.cls.__name__ in classes, f"{classes} is not a {s.cls.__name__}: {msg}"
+    _check_message(msg, s)
+    assert "\n" not in msg, msg
+    assert not r["left"], f"files left in the output folder: {r['left']}"
+    assert r["same"], "an input file changed"
+
+
+def test_catalogue_size():
+    assert len(CASES) >= 25, len(CASES)
