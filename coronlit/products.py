@@ -290,6 +290,17 @@ STEP_KEYWORDS = {"outlier_detection": "S_OUTLIR", "stack_refs": "S_PSFSTK", "sta
                  "align_refs": "S_PSFALI", "align_psfs": "S_PSFALI", "klip": "S_KLIP", "resample": "S_RESAMP"}
 "coron3 step name (ours and the jwst schema's) -> its step-status FITS keyword in the primary header."
 
+def _fit_comments(h:fits.Header # a header to be written (changed in place)
+                 ) -> None:
+    "Shorten comments that would not fit on their 80-character card (astropy would cut them with a warning)."
+    for card in h.cards:
+        if not card.comment or card.keyword in ("COMMENT", "HISTORY", "") or len(card.keyword) > 8: continue
+        if isinstance(card.value, str) and len(card.value) > 68: continue  # too long for one card: CONTINUE cards
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base = len(fits.Card(card.keyword, card.value).image.rstrip())
+        if base + 3 + len(card.comment) > 80: card.comment = card.comment[:max(80 - base - 3, 0)]
+
 def _primary_header(primary:fits.Header, # the input's primary header
                     model:str,           # DATAMODL value
                     filename:str,        # the product's file name
@@ -310,6 +321,7 @@ def _primary_header(primary:fits.Header, # the input's primary header
         h[STEP_KEYWORDS[step]] = (str(status), f"{step} step status")
     for i, name in enumerate(prov.get("inputs") or (), 1):
         h[f"CRLIN{i:03d}"] = Path(str(name)).name  # no comment: long names fill the card
+    _fit_comments(h)
     return h
 
 # %% ../nbs/02_products.ipynb #0e7b6e37

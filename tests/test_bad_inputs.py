@@ -308,8 +308,9 @@ def output_disk_full(s):
 # ------------------------------------------------------------------------------------------ running a case
 
 def _sha(folder):
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(Path(folder).rglob("*")) if p.is_file() and os.access(p, os.R_OK)}
+    "sha256 of every input file (the files directly in the case's folder)."
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).iterdir())
+            if p.is_file() and os.access(p, os.R_OK)}
 
 
 def _prepare(name, how, base, root):
@@ -445,3 +446,68 @@ def test_api(results, name):
 
 def test_catalogue_size():
     assert len(CASES) >= 25, len(CASES)
+
+
+# ------------------------------------------------------------------------------------------ what is NOT an error
+
+def _quirky(base, d):
+    "The dataset with a real file's quirks: empty and odd-shaped VAR_*, extra extensions, int32 DQ, f64 ERR, NINTS=1."
+    shutil.copytree(base, d)
+    s = Setup(d, asn=next(d.glob("*_asn.json")), out=d / "out")
+    def sci(h):
+        h["VAR_POISSON"].data = None                                # empty, as in SpaceKLIP-processed files
+        h["VAR_RNOISE"].data = h["VAR_RNOISE"].data[:, :, :32]     # a different shape
+        h["DQ"].data = h["DQ"].data.astype(np.int32); h["ERR"].data = h["ERR"].data.astype(np.float64)
+        h.append(fits.ImageHDU(np.zeros((2, 1)), name="IMSHIFTS"))
+        h.append(fits.BinTableHDU.from_columns([fits.Column("ASDF_METADATA", "B", array=np.zeros(4, np.uint8))], name="ASDF"))
+    def one_int(h):                                                 # NINTS = 1: outlier detection cannot work
+        for e in ("SCI", "ERR", "DQ", "VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
+            if e in h and h[e].data is not None: h[e].data = h[e].data[:1]
+        h[0].header["NINTS"] = 1
+    edit_fits(s.member("science"), sci); edit_fits(s.member("psf"), one_int)
+    return s
+
+
+def test_quirks_are_not_errors(base, tmp_path, caplog):
+    "Empty or differently shaped VAR_*, extra extensions, int32 DQ, float64 ERR and NINTS=1: a warning at most."
+    s = _quirky(base, tmp_path / "q")
+    before = _sha(s.d)
+    with pytest.warns(UserWarning, match="integration"):
+        res = coronlit.coron3(s.asn, s.out, progress=False)
+    assert {k: len(v) for k, v in res.paths.items()} == {"crfints": 2, "psfstack": 1, "psfalign": 1, "psfsub": 1, "i2d": 1}
+    assert res.psfstack.sci.shape == (1, 64, 64) and np.isfinite(res.i2d.sci).any()
+    assert any(r.levelname == "WARNING" and "outlier_detection" in r.name for r in caplog.records)
+    sci = res.crfints[s.member("science").name]
+    assert sorted(sci.var) == ["VAR_FLAT"] and sci.dq.dtype == np.uint32 and sci.err.dtype == np.float32
+    assert _sha(s.d) == before
+    r = subprocess.run([str(BIN / "coronlit"), "-q", "coron3", str(s.asn), "-o", str(tmp_path / "cli")],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.returncode == 0 and "error" not in r.stderr, r.stderr[-2000:]
+    assert len([p for p in (tmp_path / "cli").iterdir()]) == 6
+
+
+def test_validate_members_names_the_group(base, tmp_path):
+    "validate_members (which the pipeline will call) says which group of members disagrees in shape."
+    from coronlit.validate import validate_members
+    from coronlit.products import read_calints
+    for name, frag in (("refs_of_different_shapes", "the reference exposures must share one image shape"),
+                       ("science_and_refs_of_different_shapes", "science and reference exposures must share one image shape")):
+        s = _prepare(name, "direct", base, tmp_path)
+        a = coronlit.asn.read_asn(s.asn)
+        with pytest.raises(DataError) as e:
+            validate_members([read_calints(m.path) for m in a.science], [read_calints(m.path) for m in a.psf])
+        assert str(s.named) in str(e.value) and frag in str(e.value), str(e.value)
+
+
+def test_memory_guard(base, monkeypatch):
+    "A psfalign that would not fit stops with a message that says how much it needs and how much there is."
+    from coronlit.validate import check_memory, psfalign_nbytes
+    from coronlit.products import read_calints
+    sci = read_calints(next(base.glob("jw09999001*_calints.fits")))
+    need = psfalign_nbytes(sci.nints, 3, sci.shape)
+    assert need == 3 * 3 * 64 * 64 * 12
+    monkeypatch.setenv("CORONLIT_MAX_MEMORY", "100k")
+    with pytest.raises(DataError, match=rf"{sci.name}: psfalign would need 432.0 kB, 100.0 kB available \(CORONLIT_MAX_MEMORY\)"):
+        check_memory(need, "psfalign", sci.path)
+    monkeypatch.setenv("CORONLIT_MAX_MEMORY", "1G")
+    assert check_memory(need, "psfalign", sci.path) == need
