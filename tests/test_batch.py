@@ -10,10 +10,11 @@ from astropy.io import fits
 
 import coronlit
 from coronlit.asn import read_asn
-from coronlit.batch import coron3_many, coron3_on, dask_mapper, dask_client, run_one
+from coronlit.batch import coron3_many, dask_mapper
 from coronlit.synth import make_dataset
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 OPTS = dict(truncate=6)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])   # the toy classes below travel to the workers by value
@@ -160,7 +161,7 @@ def test_dask_mapper_shares_once(cluster):
 
 
 def test_coron3_mapper_identical(asns, cluster, tmp_path):
-    "coron3(..., mapper=dask_mapper(client)) writes the same products as the serial run."
+    "coron3(..., mapper=dask_mapper(client)) and the papermill notebook with a scheduler write the same products as the serial run."
     from coronlit.batch import _coron3_has_mapper
     if not _coron3_has_mapper(): pytest.skip("coron3 has no mapper= keyword yet")
     from distributed import Client
@@ -168,7 +169,10 @@ def test_coron3_mapper_identical(asns, cluster, tmp_path):
     coronlit.coron3(good[0], tmp_path / "serial", progress=False, **OPTS)
     with Client(cluster) as client:
         coronlit.coron3(good[0], tmp_path / "fan", progress=False, mapper=dask_mapper(client), **OPTS)
-        res = coron3_on(good[1], tmp_path / "on", scheduler=client, progress=False, **OPTS)
     assert _same_products(tmp_path / "serial", tmp_path / "fan") == 10
-    coronlit.coron3(good[1], tmp_path / "serial1", progress=False, **OPTS)
-    assert _same_products(tmp_path / "serial1", tmp_path / "on") == 10 and res.i2d is not None
+    # the papermill notebook's scheduler parameter (coron3_on: fan-out on the cluster at that address)
+    r = subprocess.run([str(BIN / "papermill"), str(ROOT / "coron3.ipynb"), str(tmp_path / "out.ipynb"), "-p", "asn", str(good[0]),
+                        "-p", "output_dir", str(tmp_path / "nb"), "-p", "truncate", "6", "-p", "scheduler", cluster.scheduler_address,
+                        "--cwd", str(tmp_path)], capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _same_products(tmp_path / "serial", tmp_path / "nb") == 10
