@@ -152,7 +152,7 @@ def report(s: dict) -> str:
 
 
 def bench(nints=40, n_sci=2, n_ref=2, shape=320, workers=1, truncate=50, seed=0, work=None, skip_jwst=False,
-          keep=False, block_mb=256.0) -> dict:
+          keep=False, block_mb=256.0, jwst_json=None) -> dict:
     "Make the dataset, run coronlit, jwst and the I/O floor, each in its own process; the summary dict."
     from coronlit.synth import make_dataset, load_truth
     work = Path(work or f"/tmp/coronlit_bench_{n_sci}x{nints}_{n_ref}x{nints}_{shape}")
@@ -170,8 +170,8 @@ def bench(nints=40, n_sci=2, n_ref=2, shape=320, workers=1, truncate=50, seed=0,
         shutil.rmtree(work / "coronlit")  # free the disk before the next run
         floor = run_child("iofloor", dict(inputs=inputs, sizes=sizes, out=str(work / "floor")))
         shutil.rmtree(work / "floor")
-        jw = None
-        if not skip_jwst:
+        jw = json.loads(Path(jwst_json).read_text()) if jwst_json else None
+        if jw is None and not skip_jwst:
             sys.path.insert(0, str(HERE))
             from jwst_coron3 import prepare_jwst_inputs
             jasn, jmask = prepare_jwst_inputs(asn, work / "jwst-input", data / truth["psfmask"])
@@ -194,6 +194,8 @@ def main(argv=None) -> int:
     p.add_argument("--work", help="scratch folder (default /tmp/coronlit_bench_<case>)")
     p.add_argument("--skip-jwst", action="store_true", help="coronlit and the I/O floor only")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    p.add_argument("--jwst-json", help="reuse a jwst measurement of the same case (the 'jwst' entry of an earlier run's JSON, "
+                                       "or run_child's output) instead of running jwst again")
     p.add_argument("--json", help="write the results here (default bench/results/bench_<case>.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--payload", help=argparse.SUPPRESS)
@@ -203,7 +205,7 @@ def main(argv=None) -> int:
         print(json.dumps(fn(**json.loads(a.payload))))
         return 0
     s = bench(a.nints, a.n_sci, a.n_ref, a.shape, a.workers, a.truncate, a.seed, a.work, a.skip_jwst, a.keep,
-              a.block_mb)
+              a.block_mb, a.jwst_json)
     print(report(s))
     dest = Path(a.json) if a.json else HERE / "results" / (
         f"bench_{a.n_sci}x{a.nints}_{a.n_ref}x{a.nints}_{a.shape}_w{a.workers}.json")
