@@ -152,7 +152,7 @@ def report(s: dict) -> str:
 
 
 def bench(nints=40, n_sci=2, n_ref=2, shape=320, workers=1, truncate=50, seed=0, work=None, skip_jwst=False,
-          keep=False, block_mb=256.0, jwst_json=None) -> dict:
+          keep=False, block_mb=128.0, jwst_json=None) -> dict:
     "Make the dataset, run coronlit, jwst and the I/O floor, each in its own process; the summary dict."
     from coronlit.synth import make_dataset, load_truth
     work = Path(work or f"/tmp/coronlit_bench_{n_sci}x{nints}_{n_ref}x{nints}_{shape}")
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     p.add_argument("--shape", type=int, default=320, help="image side, pixels (default 320)")
     p.add_argument("--workers", type=int, default=1, help="coronlit block threads (default 1)")
     p.add_argument("--truncate", type=int, default=50, help="KL modes (default 50)")
-    p.add_argument("--block-mb", type=float, default=256.0, help="coronlit block memory budget, MB")
+    p.add_argument("--block-mb", type=float, default=128.0, help="coronlit block memory budget, MB")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--work", help="scratch folder (default /tmp/coronlit_bench_<case>)")
     p.add_argument("--skip-jwst", action="store_true", help="coronlit and the I/O floor only")
