@@ -81,12 +81,17 @@ def child_iofloor(inputs: list, sizes: list, out: str) -> dict:
                 bytes_read=nread, bytes_written=int(sum(sizes)), maxrss_mb=_maxrss_mb())
 
 
+# Linux keeps a process's peak RSS across fork and exec: a child forked from this (big) process would report this
+# process's peak as its own. A small trampoline process in between gives the measured child a clean count.
+TRAMPOLINE = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
 def run_child(kind: str, payload: dict, threads: int = 1) -> dict:
-    "Run one measurement in a fresh Python with pinned threads; its JSON result."
+    "Run one measurement in a fresh Python (via a small trampoline) with pinned threads; its JSON result."
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads), "NUMEXPR_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
-    r = subprocess.run([sys.executable, __file__, "--child", kind, "--payload", json.dumps(payload)],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-c", TRAMPOLINE, sys.executable, __file__, "--child", kind,
+                        "--payload", json.dumps(payload)], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"{kind} run failed:\n{r.stderr[-4000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])

@@ -77,17 +77,21 @@ print(json.dumps(dict(rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1
 
 @pytest.mark.slow
 def test_memory_bounded_by_blocks(tmp_path):
-    "Four times the integrations (sixteen times the _psfalign bytes): peak memory grows by a small part of that."
+    "8x the integrations (64x the _psfalign bytes): peak memory grows with the inputs, far less than the product."
     runs = {}
-    for nints in (4, 16):
-        asn = make_dataset(tmp_path / f"d{nints}", shape=(160, 160), nints=nints, n_sci=1, n_ref=2, seed=5)
-        r = subprocess.run([sys.executable, "-c", _CHILD, str(asn), str(tmp_path / f"o{nints}"), "16"],
+    for nints in (4, 32):
+        asn = make_dataset(tmp_path / f"d{nints}", shape=(128, 128), nints=nints, n_sci=1, n_ref=4, seed=5)
+        # via a small trampoline process: Linux would pass pytest's own peak RSS on to a direct child
+        r = subprocess.run([sys.executable, "-c", "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))",
+                            sys.executable, "-c", _CHILD, str(asn), str(tmp_path / f"o{nints}"), "16"],
                            capture_output=True, text=True, env=ENV, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
         runs[nints] = json.loads(r.stdout.strip().splitlines()[-1])
-    small, big = runs[4], runs[16]
+    small, big = runs[4], runs[32]
     grow = big["rss"] - small["rss"]
     print(f"psfalign {small['psfalign'] / 1e6:.0f} -> {big['psfalign'] / 1e6:.0f} MB; peak RSS "
           f"{small['rss'] / 1e6:.0f} -> {big['rss'] / 1e6:.0f} MB; CPU {small['cpu']:.1f} -> {big['cpu']:.1f} s")
-    assert big["psfalign"] > 15 * small["psfalign"]
-    assert grow < 0.25 * big["psfalign"]
+    assert big["psfalign"] > 60 * small["psfalign"]
+    # holding the 4-D SCI and ERR in memory would need 2/3 of the file's growth; streaming needs the inputs' growth
+    assert grow < 0.4 * (big["psfalign"] - small["psfalign"])
+    assert big["rss"] < 600e6                     # a few blocks and the inputs, not pytest's memory
