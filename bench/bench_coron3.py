@@ -176,6 +176,7 @@ def bench(nints=40, n_sci=2, n_ref=2, shape=320, workers=1, truncate=50, seed=0,
         floor = run_child("iofloor", dict(inputs=inputs, sizes=sizes, out=str(work / "floor")))
         shutil.rmtree(work / "floor")
         jw = json.loads(Path(jwst_json).read_text()) if jwst_json else None
+        jw = jw.get("jwst", jw) if jw else None          # an earlier summary, or a bare jwst measurement
         if jw is None and not skip_jwst:
             sys.path.insert(0, str(HERE))
             from jwst_coron3 import prepare_jwst_inputs
