@@ -35,7 +35,8 @@ def row(s: dict) -> dict:
                 wall=cl["total"], cpu=cl["total_cpu"], compute_wall=s["coronlit_compute_wall"],
                 compute_cpu=s["coronlit_compute_cpu"], align_cpu=cl["cpu"].get("align_refs"),
                 klip_cpu=cl["cpu"].get("klip"), write_wall=cl["timings"].get("write"), write_cpu=cl["cpu"].get("write"),
-                maxrss_mb=cl["maxrss_mb"], gb_written=cl["bytes_written"] / 1e9, floor_wall=fl["total"],
+                maxrss_mb=cl["maxrss_mb"], gb_written=cl["bytes_written"] / 1e9, gb_read=fl["bytes_read"] / 1e9,
+                floor_wall=fl["total"],
                 vs_floor=s["coronlit_vs_floor"])
 
 
