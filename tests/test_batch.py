@@ -111,6 +111,9 @@ def test_tcp_scheduler(asns, cluster, tmp_path):
     serial = coron3_many(good[:2], tmp_path / "serial", progress=False, **OPTS)
     for s, t in zip(serial, res): assert _same_products(s.output_dir, t.output_dir) == 10
     assert len(cluster.scheduler_info["workers"]) == 2                 # still there
+    fan = coron3_many(good[:2], tmp_path / "fan", scheduler=addr, fanout=True, progress=False, **OPTS)
+    for s, t in zip(serial, fan): assert _same_products(s.output_dir, t.output_dir) == 10
+    assert {t.worker for t in fan} == {serial[0].worker}                # fan-out: each association driven from here
     r = subprocess.run([str(BIN / "coronlit"), "-q", "coron3", str(good[2]), "-o", str(tmp_path / "cli"), "--scheduler", addr,
                         "--truncate", "6"], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr
