@@ -131,6 +131,21 @@ class Resampled:
     def replace(self, **fields) -> "Resampled": return dataclasses.replace(self, **fields)
 
 # %% ../nbs/02_products.ipynb #ccac122f
+_SIZE_CARD = re.compile(rb"(NAXIS\d{0,3}|PCOUNT|GCOUNT|TFIELDS) *= *([-+]?\d+)")
+
+def _check_naxis(path:Path # the FITS file
+                ) -> None:
+    "FitsError if a header's NAXIS or TFIELDS is not 0..999, or a size is negative (astropy would loop for ever)."
+    import mmap
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0: return
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            for m in _SIZE_CARD.finditer(mm):
+                if m.start() % 80 or m.start(2) - m.start() < 10: continue  # not a card (or a longer keyword)
+                key, v = m.group(1).decode(), int(m.group(2))
+                if v < 0 or (key in ("NAXIS", "TFIELDS") and v > 999):
+                    raise FitsError(f"not a valid FITS file: a header says {key} = {v}", path)
+
 def _drop_unparsable(h:fits.Header, # a header as read
                      path:Path):    # its file, for the log
     "Remove, with a warning, the cards of `h` whose value cannot be parsed (astropy would raise on every access)."
@@ -152,8 +167,19 @@ def _read_hdul(path:Path # the FITS file
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)      # a broken file fails below anyway
             warnings.filterwarnings("error", message=".*[Tt]runcated.*")
+            size = path.stat().st_size
+            _check_naxis(path)
             with fits.open(path, memmap=False) as hdul:
-                for hdu in hdul: hdu.data  # force every HDU's data into memory now, while the file is open
+                last = -1
+                for i, hdu in enumerate(hdul):  # check what each header declares before reading (and allocating) it
+                    info = hdu.fileinfo() or {}
+                    if info.get("hdrLoc", 0) <= last or i >= 1000:
+                        raise FitsError(f"not a valid FITS file: HDU {i} does not follow HDU {i - 1}", path)
+                    last = info.get("hdrLoc", 0)
+                    if info.get("datLoc", 0) + hdu.size > size:
+                        raise FitsError(f"truncated: HDU {i} ({hdu.name}) declares {hdu.size} bytes of data, "
+                                        f"the file has {max(size - info.get('datLoc', 0), 0)} after its header", path)
+                    hdu.data  # force every HDU's data into memory now, while the file is open
             for hdu in hdul: _drop_unparsable(hdu.header, path)
             return hdul
     except FitsError: raise
@@ -161,6 +187,7 @@ def _read_hdul(path:Path # the FITS file
         if isinstance(e, OSError) and e.errno is not None:  # the system refused: permissions, I/O error, ...
             raise FitsError(f"cannot read: {e.strerror}", path) from None
         msg = str(e).split("\n")[0][:200]
+        if "truncated" in msg.lower(): raise FitsError(f"truncated: the file is shorter than its headers say ({msg})", path) from None
         raise FitsError(f"not a readable FITS file ({type(e).__name__}: {msg})", path) from None
 
 # %% ../nbs/02_products.ipynb #5766d2c5

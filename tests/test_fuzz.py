@@ -18,7 +18,7 @@ from coronlit.core import CoronlitError
 from coronlit.products import Exposure, read_calints, read_product, read_psfmask
 
 N = int(os.environ.get("CORONLIT_FUZZ_EXAMPLES", 150))
-SETTINGS = dict(max_examples=N, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+SETTINGS = dict(max_examples=N, deadline=5000, derandomize=True, suppress_health_check=list(HealthCheck))  # 5 s: a hang fails
 DIR = Path(tempfile.mkdtemp(prefix="coronlit_fuzz_"))
 SCI, REF = DIR / "s_calints.fits", DIR / "r_calints.fits"
 
