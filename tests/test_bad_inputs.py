@@ -364,9 +364,8 @@ def _listing(folder):
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
 
 
-@pytest.fixture(scope="module")
-def results(base):
-    """Every case through the CLI (parallel subprocesses) and the API: outcome, files left, inputs unchanged."""
+def _run_all(base, how):
+    """Every case through the CLI (parallel subprocesses) or the API: outcome, files left, inputs unchanged."""
     root = Path(tempfile.mkdtemp(prefix="coronlit_bad_"))
     root.chmod(0o755)
     mount = root / "tmpfs"; mount.mkdir()
@@ -375,7 +374,7 @@ def results(base):
                                            capture_output=True).returncode == 0
     res = {}
     try:
-        setups = {(n, how): _prepare(n, how, base, root) for n in CASES for how in ("cli", "api")}
+        setups = {(n, how): _prepare(n, how, base, root) for n in CASES}
         if ROOT_USER:  # let the unprivileged user into the cases that need one
             for s in setups.values():
                 if s.nobody:
@@ -393,10 +392,8 @@ def results(base):
             if s.complete_ok: left = [n for n in left if not _complete_product(out / n)]
             return dict(outcome=outcome, left=left, same=before[k] == _sha(s.d), s=s, n=len(_listing(out)))
         shared = [k for k in setups if setups[k].out == "TMPFS"]
-        with ThreadPoolExecutor(4) as pool:
-            futs = {k: pool.submit(one, k) for k in setups if k[1] == "cli" and k not in shared}
-            for k in setups:
-                if k[1] == "api" and k not in shared: res[k] = one(k)
+        with ThreadPoolExecutor(4 if how == "cli" else 1) as pool:  # subprocesses in parallel; the API in this process
+            futs = {k: pool.submit(one, k) for k in setups if k not in shared}
             res.update({k: f.result() for k, f in futs.items()})
         for k in shared: res[k] = one(k)  # one at a time: they share the mount
         yield res
@@ -408,15 +405,24 @@ def results(base):
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def api_results(base): yield from _run_all(base, "api")
+
+
+@pytest.fixture(scope="module")
+def cli_results(base): yield from _run_all(base, "cli")
+
+
 def _check_message(msg, s):
     if s.named is not None: assert str(s.named) in msg, f"{s.named} not named in: {msg}"
     for frag in s.says: assert frag in msg, f"{frag!r} not in: {msg}"
 
 
+@pytest.mark.slow  # ~45 subprocesses: 40-110 s on a shared 2-core machine
 @pytest.mark.parametrize("name", list(CASES))
-def test_cli(results, name):
+def test_cli(cli_results, name):
     "The command line: exit 2, one `coronlit: error:` line naming the file and the problem, nothing written."
-    r = results[(name, "cli")]
+    r = cli_results[(name, "cli")]
     if r is None: pytest.skip("cannot mount a tmpfs here")
     (rc, err), s = r["outcome"], r["s"]
     if s.xfail and rc != 2: pytest.xfail(s.xfail)
@@ -430,9 +436,9 @@ def test_cli(results, name):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_api(results, name):
+def test_api(api_results, name):
     "The API: a CoronlitError subclass naming the file and the problem, nothing written."
-    r = results[(name, "api")]
+    r = api_results[(name, "api")]
     if r is None: pytest.skip("cannot mount a tmpfs here")
     (classes, msg), s = r["outcome"], r["s"]
     if s.xfail and (classes == "ok" or "CoronlitError" not in classes): pytest.xfail(s.xfail)
