@@ -6,7 +6,7 @@ Usage: python bench/bench_batch.py [--n 8] [--shape 160] [--nints 4] [--repeat 2
 Prints the wall times and speedups and writes them as JSON. Every run's products are checked to be bit-identical
 to the serial run's. Set OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 (the workers get that from Dask anyway).
 """
-import argparse, json, os, platform, sys, tempfile, time
+import argparse, json, os, platform, shutil, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +46,13 @@ def main(argv=None):
     p.add_argument("--repeat", type=int, default=2, help="runs of each configuration; the fastest is reported (default 2)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "bench_batch.json"), help="JSON results file")
     a = p.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench_batch_") as td:    # products are big (GBs at 320x320): always removed
+        return run(a, Path(td))
+
+
+def run(a, tmp):
+    "The measurements, with data and products under `tmp` (each cluster run's products deleted once compared)."
     opts = dict(truncate=10)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     asns = [make_dataset(tmp / "data" / f"a{i}", shape=(a.shape, a.shape), nints=a.nints, seed=100 + i) for i in range(a.n)]
     fan = make_dataset(tmp / "data" / "fan", shape=(a.shape, a.shape), nints=a.fan_nints, n_ref=4, seed=200)
     spec = f"local:{a.workers}"
@@ -68,6 +73,8 @@ def main(argv=None):
         assert res.exit_status == 0, res.failed
         cluster.append(t)
         assert same_products(tmp / "serial0", tmp / f"dask{k}"), "cluster products differ from the serial ones"
+        shutil.rmtree(tmp / f"dask{k}")
+        if k: shutil.rmtree(tmp / f"serial{k}")
     r["batch"] = dict(serial_s=serial, cluster_s=cluster, cluster_startup_s=startup,
                       serial_best_s=min(serial), cluster_best_s=min(cluster),
                       speedup=min(serial) / min(cluster), speedup_with_startup=min(serial) / (min(cluster) + min(startup)),
@@ -81,6 +88,8 @@ def main(argv=None):
             t, _ = timed(lambda: coronlit.coron3(fan, tmp / f"fan_dask{k}", progress=False, mapper=dask_mapper(client), **opts))
         fc.append(t)
         assert same_products(tmp / "fan_serial0", tmp / f"fan_dask{k}"), "fan-out products differ from the serial ones"
+        shutil.rmtree(tmp / f"fan_dask{k}")
+        if k: shutil.rmtree(tmp / f"fan_serial{k}")
     r["fanout"] = dict(nints=a.fan_nints, n_ref=4, serial_s=fs, cluster_s=fc, serial_best_s=min(fs), cluster_best_s=min(fc),
                        speedup=min(fs) / min(fc), identical=True)
     r["load_avg_after"] = os.getloadavg()
