@@ -233,12 +233,12 @@ def _crop(h, n=48):
 @case
 def refs_of_different_shapes(s):
     p = _add_ref(s, _crop)
-    s.named, s.says, s.cls = p, ("image shape (64, 48) differs from",), DataError
+    s.named, s.says, s.cls = p, ("image shape (64, 48) differs from", "the reference exposures must share one image shape"), DataError
 
 @case
 def science_and_refs_of_different_shapes(s):
     p = s.member("psf"); edit_fits(p, _crop)
-    s.named, s.says, s.cls = p, ("image shape (64, 48) differs from",), DataError
+    s.named, s.says, s.cls = p, ("image shape (64, 48) differs from", "science and reference exposures must share one image shape"), DataError
 
 @case
 def exp_type_not_coronagraphic(s):
