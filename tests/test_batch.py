@@ -1,6 +1,6 @@
 """Batches on Dask: identical products whichever scheduler ran them, failures isolated and reported, tcp:// clusters,
 progress over the whole batch, and the intra-association mapper."""
-import dataclasses, json, os, subprocess, sys
+import dataclasses, functools, json, os, subprocess, sys
 from pathlib import Path
 
 import cloudpickle
@@ -93,12 +93,20 @@ def test_failure_isolated_cli(asns, tmp_path):
     assert {p.parent.name for p in written} == {pn, f"{pn}-2"}           # the broken one's folder stays empty
 
 
-def test_internal_error_exit_status(asns, tmp_path):
-    "A failure that is not a CoronlitError (a bug) is recorded with its traceback and gives exit status 1."
+def test_internal_error_exit_status(asns, tmp_path, monkeypatch):
+    "A failure that is not a CoronlitError (a bug) is recorded with its traceback, the others go on, exit status 1."
+    import coronlit.pipeline
     good, broken = asns
-    res = coron3_many([good[0], broken], tmp_path, progress=False, snr="x")    # a str threshold: numpy TypeError
-    assert [s.ok for s in res] == [False, False] and res.exit_status == 1
-    assert res[0].internal and "Traceback" in res[0].traceback and not res[1].internal
+    real = coronlit.pipeline.coron3
+    @functools.wraps(real)                                   # same signature: the options are checked against it
+    def buggy(asn, *a, **k):
+        if Path(asn) == Path(good[0]): return 1 / 0
+        return real(asn, *a, **k)
+    monkeypatch.setattr(coronlit.pipeline, "coron3", buggy)
+    res = coron3_many([good[0], broken, good[1]], tmp_path, progress=False, **OPTS)
+    assert [s.ok for s in res] == [False, False, True] and res.exit_status == 1
+    assert res[0].internal and res[0].error == "ZeroDivisionError: division by zero" and "Traceback" in res[0].traceback
+    assert not res[1].internal
 
 
 def test_tcp_scheduler(asns, cluster, tmp_path):
