@@ -36,6 +36,8 @@ def _add_coron3_args(p:argparse.ArgumentParser # the `coron3` subcommand parser
     g.add_argument("--bad-bits", default="DO_NOT_USE", metavar="FLAGS", help='DQ flags of the pixels to replace, e.g. "DO_NOT_USE, SATURATED" or "3"; "" for none (default DO_NOT_USE)')
     g.add_argument("--psfmask", default="auto", metavar="FILE", help='PSFMASK FITS file; "auto" looks beside the science members (default), "none" uses the built-in weight')
     g = p.add_argument_group("klip")
+    g.add_argument("--mode", choices=("rdi", "adi", "rdi+adi"), default="rdi",
+                   help="references for KLIP: the reference stars (rdi, as jwst; default), the other roll(s) (adi), or both (rdi+adi)")
     g.add_argument("--truncate", type=int, metavar="N", default=50, help="number of KL modes (default 50)")
     g = p.add_argument_group("resample")
     g.add_argument("--orientation", choices=("north", "first-roll"), default="north", help="north up (default) or the first roll's orientation (as jwst)")
@@ -95,7 +97,7 @@ def coron3_options(a:argparse.Namespace # parsed `coron3` arguments
     "The `coron3` keyword options given by the step flags."
     return dict(snr=a.snr, maskpt=a.maskpt, median_box_length=a.median_box_length, bad_bits=a.bad_bits,
                 psfmask=None if a.psfmask.lower() == "none" else a.psfmask, truncate=a.truncate,
-                north_up=a.orientation == "north", pixfrac=a.pixfrac, kernel=a.kernel, skip=a.skip)
+                north_up=a.orientation == "north", pixfrac=a.pixfrac, kernel=a.kernel, skip=a.skip, mode=a.mode)
 
 # %% ../nbs/21_cli.ipynb #49a1742a
 def run_coron3(a:argparse.Namespace # parsed `coron3` arguments

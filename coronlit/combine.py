@@ -115,7 +115,8 @@ def prepare(source,                 # a coron3 ASN path, an Association, or a Co
            ) -> Prepared:
     "Science cubes and aligned RDI/ADI libraries for `reduce`."
     from coronlit.pipeline import coron3, Coron3Result, find_psfmask
-    res = source if isinstance(source, Coron3Result) else coron3(source, None, psfmask=psfmask, progress=False,
+    done = isinstance(source, Coron3Result) or all(hasattr(source, a) for a in ("asn", "psfalign", "crfints"))
+    res = source if done else coron3(source, None, psfmask=psfmask, progress=False,
                                                                   skip=tuple(coron3_kw.pop("skip", ())) + ("resample",),
                                                                   **coron3_kw)
     asn = res.asn

@@ -25,6 +25,7 @@ from .klip import kl_modes, klip_weights, missed_variance, _psfsub, _truncations
 from .stream import QuadStream, write_slab, open_psfalign, stored_dq
 from .validate import validate_members, validate_options, check_memory, psfalign_nbytes
 from .resample import resample
+from .combine import MODES, prepare, reduce
 
 # %% auto #0
 __all__ = ['CORON_EXP_TYPES', 'STEPS', 'SKIPPABLE', 'check_members', 'find_psfmask', 'star_radec', 'Coron3Result', 'Library',
@@ -337,6 +338,7 @@ def coron3(asn,                         # path to a coron3 ASN json, or an `Asso
            workers:int=1,               # threads for the blocks when no mapper is given
            block_mb:float=128,          # memory budget of one block (aligned references + ERR), MB
            align_method:str="compose",  # align_refs: "compose" (e_m + f_n) or "fit" (each pair refined)
+           mode:str="rdi",              # klip library: "rdi" (reference stars, as jwst), "adi" (the other rolls), "rdi+adi"
           ) -> Coron3Result:
     "Run the coron3 pipeline on an association; return the products and write them to `output_dir`."
     log = get_logger("pipeline")
@@ -345,8 +347,11 @@ def coron3(asn,                         # path to a coron3 ASN json, or an `Asso
     if bad: raise InputError(f"cannot skip {', '.join(bad)}; skippable steps: {', '.join(SKIPPABLE)}")
     validate_options(snr=snr, maskpt=maskpt, median_box_length=median_box_length, bad_bits=bad_bits, truncate=truncate,
                      pixfrac=pixfrac, kernel=kernel)
+    if mode not in MODES: raise InputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     truncs = _truncations(truncate)
     asn = asn if isinstance(asn, Association) else read_asn(asn)
+    if mode != "rdi" and len(asn.science) < 2:
+        raise DataError(f"mode {mode} needs at least two science rolls, the association has {len(asn.science)}", asn.path)
     res = Coron3Result(asn=asn)
     out = None
     if output_dir is not None:
@@ -435,13 +440,22 @@ def coron3(asn,                         # path to a coron3 ASN json, or an `Asso
             res.psfsub[exp.name] = sub
             log.info("klip %s: truncate=%s", exp.name, truncate)
             subs = sub if isinstance(sub, list) else [sub]
-            if out: _save(res, "psfsub", subs[-1], product_path(asn, "psfsub", member, out),
-                          {**prov, "steps": {**st_align, "klip": "COMPLETE"}}, inputs)
+            if out and mode == "rdi": _save(res, "psfsub", subs[-1], product_path(asn, "psfsub", member, out),
+                                            {**prov, "steps": {**st_align, "klip": "COMPLETE"}}, inputs)
     finally:
         for q in streams: q.abort()
+    red = None
+    if mode != "rdi":                    # ADI / RDI+ADI: KLIP again with the other roll in the library, rolls north up
+        with _Timer(res, "klip"):
+            red = reduce(prepare(res, psfmask=psfmask), mode, truncs, pixfrac=pixfrac, kernel=kernel)
+        for (name, subs), member in zip(red.psfsub.items(), asn.science):
+            res.psfsub[name] = subs if np.ndim(truncate) else subs[-1]
+            if out: _save(res, "psfsub", subs[-1], product_path(asn, "psfsub", member, out),
+                          {**prov, "steps": {**st_align, "klip": "COMPLETE"}}, inputs)
     if "resample" not in skip:
         last = [s[-1] if isinstance(s, list) else s for s in res.psfsub.values()]
-        with _Timer(res, "resample"): res.i2d = resample(last, north_up=north_up, pixfrac=pixfrac, kernel=kernel)
+        with _Timer(res, "resample"):
+            res.i2d = red.i2d[-1] if red else resample(last, north_up=north_up, pixfrac=pixfrac, kernel=kernel)
         log.info("resample: %d integrations into a %s image", sum(s.nints for s in last), res.i2d.sci.shape)
         ra, dec = star_radec(science[0])
         res.i2d.primary["STAR_RA"] = (ra, "[deg] star: reference point of the first science exposure")
