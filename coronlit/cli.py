@@ -6,7 +6,7 @@ Docs: https://coronlit.github.io/coronlit/cli.html.md"""
 
 # %% ../nbs/21_cli.ipynb #319a7a14
 from __future__ import annotations
-import argparse, logging, sys, traceback
+import argparse, logging, sys, traceback, warnings
 from pathlib import Path
 
 from . import __version__
@@ -90,6 +90,7 @@ def setup_logging(verbose:int=0, # 0: step summaries; 1: more; 2: debug
     log.setLevel(logging.WARNING if quiet else (logging.DEBUG if verbose >= 2 else logging.INFO))
     log.propagate = False
     logging.captureWarnings(True)
+    warnings.filterwarnings("ignore", category=UserWarning, module="coronlit")   # coronlit logs these already
 
 # %% ../nbs/21_cli.ipynb #5a216d2a
 def coron3_options(a:argparse.Namespace # parsed `coron3` arguments

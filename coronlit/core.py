@@ -41,3 +41,5 @@ def get_logger(name:str=None # step or module name, e.g. "klip"; None for the pa
               ) -> logging.Logger:
     "The coronlit logger, or its child for one step."
     return logging.getLogger("coronlit" + (f".{name}" if name else ""))
+
+logging.getLogger("coronlit").addHandler(logging.NullHandler())   # a library prints nothing unless the application asks
