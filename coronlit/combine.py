@@ -46,7 +46,7 @@ def star_xy(wcs:WCS,       # the output (north-up) WCS
             exp:Exposure,  # a science exposure: the star sits at its WCS reference point
            ) -> tuple:
     "(x, y) pixel of the star in the image of `wcs`."
-    ra, dec = exp.wcs.wcs.crval
+    ra, dec = exp.star_radec
     x, y = wcs.world_to_pixel_values(ra, dec)
     return float(x), float(y)
 

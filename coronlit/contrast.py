@@ -133,7 +133,7 @@ def inject_and_reduce(p:Prepared,        # from `coronlit.combine.prepare`
                       **kw,              # `reduce` keywords
                      ) -> tuple:
     "(reduced with the companions, ideal images of the companions alone (one i2d per truncation), their (ra, dec))."
-    star = tuple(float(v) for v in p.science[0].wcs.wcs.crval)
+    star = p.science[0].star_radec
     radec = [sky_position(star, s, a) for s, a, _ in companions]
     comps = [(ra, dec, c) for (ra, dec), (_, _, c) in zip(radec, companions)]
     sci = [inject(e, comps, psf, star_flux, p.psfmask) for e in p.science]

@@ -28,9 +28,9 @@ from .resample import resample
 from .combine import MODES, prepare, reduce
 
 # %% auto #0
-__all__ = ['CORON_EXP_TYPES', 'STEPS', 'SKIPPABLE', 'check_members', 'find_psfmask', 'star_radec', 'Coron3Result', 'Library',
-           'Block', 'BlockResult', 'AnchorGram', 'anchor_gram', 'gram_at', 'klip_integration', 'process_block',
-           'serial_mapper', 'thread_mapper', 'block_size', 'finish_klip', 'coron3']
+__all__ = ['CORON_EXP_TYPES', 'STEPS', 'SKIPPABLE', 'check_members', 'find_psfmask', 'Coron3Result', 'Library', 'Block',
+           'BlockResult', 'AnchorGram', 'anchor_gram', 'gram_at', 'klip_integration', 'process_block', 'serial_mapper',
+           'thread_mapper', 'block_size', 'finish_klip', 'coron3']
 
 # %% ../nbs/20_pipeline.ipynb #f7a3cdb5
 CORON_EXP_TYPES = ("NRC_CORON", "MIR_4QPM", "MIR_LYOT")
@@ -64,14 +64,6 @@ def find_psfmask(asn:Association, # the association
         cand = Path(asn.path).with_name(f"{asn.product_name}_psfmask.fits")
         if cand.is_file(): return cand
     return None
-
-# %% ../nbs/20_pipeline.ipynb #47cd9de9
-def star_radec(exp:Exposure # a science exposure
-              ) -> tuple:
-    "(RA, Dec) in degrees of the star: the world position of the exposure's WCS reference pixel."
-    w = exp.wcs
-    ra, dec = w.wcs.crval if w.has_celestial else (exp.primary.get("TARG_RA"), exp.primary.get("TARG_DEC"))
-    return float(ra), float(dec)
 
 # %% ../nbs/20_pipeline.ipynb #f9c11929
 @dataclass
@@ -457,7 +449,7 @@ def coron3(asn,                         # path to a coron3 ASN json, or an `Asso
         with _Timer(res, "resample"):
             res.i2d = red.i2d[-1] if red else resample(last, north_up=north_up, pixfrac=pixfrac, kernel=kernel)
         log.info("resample: %d integrations into a %s image", sum(s.nints for s in last), res.i2d.sci.shape)
-        ra, dec = star_radec(science[0])
+        ra, dec = science[0].star_radec
         res.i2d.primary["STAR_RA"] = (ra, "[deg] star: reference point of the first science exposure")
         res.i2d.primary["STAR_DEC"] = (dec, "[deg] star: reference point of the first science exposure")
         st = {**steps_done, "align_refs": "COMPLETE", "klip": "COMPLETE", "resample": "COMPLETE"}

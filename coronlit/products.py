@@ -81,6 +81,12 @@ class Exposure:
     def wcs(self) -> WCS: return _quiet_wcs(self.header)
     @property
     def pixel_scale(self) -> float: return float(np.mean(proj_plane_pixel_scales(self.wcs.celestial)) * 3600)
+    @property
+    def star_radec(self) -> tuple:
+        "(RA, Dec) of the star, degrees: the WCS reference point, where target acquisition puts it (else TARG_RA/DEC)."
+        w = self.wcs
+        ra, dec = w.wcs.crval if w.has_celestial else (self.primary.get("TARG_RA"), self.primary.get("TARG_DEC"))
+        return float(ra), float(dec)
     def copy(self) -> "Exposure": return _copy.deepcopy(self)
     def replace(self, **fields) -> "Exposure": return dataclasses.replace(self, **fields)
 
