@@ -22,7 +22,7 @@ from .stack_refs import stack_refs
 from .dq import interpret_bit_flags, bad_mask
 from .align_refs import RefLibrary, AlignPlan, ref_library, plan_alignment, align_block, repair, fit_weight, shifted_models
 from .klip import kl_modes, klip_weights, missed_variance, _psfsub, _truncations
-from .stream import QuadStream, write_slab, open_psfalign, stored_dq
+from .stream import QuadStream, write_slab, open_psfalign
 from .validate import validate_members, validate_options, check_memory, psfalign_nbytes
 from .resample import resample
 from .combine import MODES, prepare, reduce
@@ -116,8 +116,6 @@ class Library:
     grams: list               # AnchorGram per science exposure, from `anchor_gram`
     method: str = "compose"   # alignment method (see `align_block`)
     fft_workers: int = 1      # FFT threads inside a block
-
-    def __post_init__(self): self.dq_stored = stored_dq(self.dq)   # the DQ slab as FITS stores it, converted once
 
 @dataclass
 class Block:
@@ -267,7 +265,7 @@ def process_block(blk:Block,     # the integrations to do
     lay = shared.layouts[blk.k]
     if lay is not None:                     # KLIP is done with them: convert to FITS byte order in place, no copy
         big = lambda x: x.byteswap(inplace=True).view(x.dtype.newbyteorder(">"))
-        write_slab(lay, blk.m0, big(al), big(er), shared.dq_stored)
+        write_slab(lay, blk.m0, big(al), big(er))
     c3, w3 = time.process_time(), time.perf_counter()
     secs = {"align_refs": (w1 - w0, c1 - c0), "klip": (w2 - w1, c2 - c1), "write": (w3 - w2, c3 - c2)}
     return BlockResult(blk.k, blk.m0, sh, res.reshape(nt, c, ny, nx), nvar.reshape(nt, c, ny, nx), eig,
@@ -403,7 +401,7 @@ def coron3(asn,                         # path to a coron3 ASN json, or an `Asso
         if out:
             with _Timer(res, "write"):
                 streams = [QuadStream(product_path(asn, "psfalign", m, out), (exp.nints, stack.nints) + stack.shape,
-                                      stack.primary, stack.header, {**prov, "steps": st_align}, inputs)
+                                      stack.primary, stack.header, stack.dq, {**prov, "steps": st_align}, inputs)
                            for exp, m in zip(science, asn.science)]
         shared = Library(lib, bad_mask(stack.dq, kbits).any(0).ravel(), stack.dq.astype(np.uint32, copy=False), plans,
                          [q.layout for q in streams] or [None] * len(science), truncs, grams, align_method)

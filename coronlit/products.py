@@ -137,20 +137,54 @@ class Resampled:
     def replace(self, **fields) -> "Resampled": return dataclasses.replace(self, **fields)
 
 # %% ../nbs/02_products.ipynb #ccac122f
-_SIZE_CARD = re.compile(rb"(NAXIS\d{0,3}|PCOUNT|GCOUNT|TFIELDS) *= *([-+]?\d+)")
+_SIZE_CARD = re.compile(rb"(NAXIS\d{0,3}|PCOUNT|GCOUNT|TFIELDS|BITPIX) *= *([-+]?\d+)")
+
+def _size_card(card:bytes # one 80-byte header card
+              ) -> tuple|None:
+    "(keyword, integer value) if `card` is a size card (NAXISn, BITPIX, PCOUNT, GCOUNT, TFIELDS), else None."
+    m = _SIZE_CARD.match(card)
+    if m is None or m.start(2) < 10 or card[m.end(1):8].strip(): return None   # a longer keyword, or not a value card
+    return m.group(1).decode(), int(m.group(2))
+
+def _check_size(key:str, v:int, path:Path):
+    "FitsError if a size card's value would make astropy loop or allocate without end."
+    if (v < 0 and key != "BITPIX") or (key in ("NAXIS", "TFIELDS") and v > 999):
+        raise FitsError(f"not a valid FITS file: a header says {key} = {v}", path)
+
+def _scan_all(mm, path:Path):
+    "`_check_size` on every size card anywhere in the file (the fallback when the HDU walk gets lost)."
+    for m in _SIZE_CARD.finditer(mm):
+        if m.start() % 80 == 0 and (kv := _size_card(bytes(mm[m.start():m.start() + 80]))): _check_size(*kv, path)
+
+def _data_bytes(cards:dict) -> int|None:
+    "Bytes of data (padded) an HDU with these size cards declares; None if they do not say."
+    try:
+        n = cards["NAXIS"]; dims = [cards[f"NAXIS{i}"] for i in range(1, n + 1)]
+        if n > 1 and dims[0] == 0: dims = dims[1:]                    # random groups
+        nb = abs(cards["BITPIX"]) // 8 * cards.get("GCOUNT", 1) * (cards.get("PCOUNT", 0) + (int(np.prod(dims, dtype=object)) if n else 0))
+    except KeyError: return None
+    return -(-nb // 2880) * 2880
 
 def _check_naxis(path:Path # the FITS file
                 ) -> None:
     "FitsError if a header's NAXIS or TFIELDS is not 0..999, or a size is negative (astropy would loop for ever)."
     import mmap
     with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0: return
+        size = os.fstat(f.fileno()).st_size
+        if size == 0: return
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            for m in _SIZE_CARD.finditer(mm):
-                if m.start() % 80 or m.start(2) - m.start() < 10: continue  # not a card (or a longer keyword)
-                key, v = m.group(1).decode(), int(m.group(2))
-                if v < 0 or (key in ("NAXIS", "TFIELDS") and v > 999):
-                    raise FitsError(f"not a valid FITS file: a header says {key} = {v}", path)
+            pos, cards = 0, {}
+            while pos + 2880 <= size:                # walk the headers only: the data is skipped, not scanned
+                for i in range(pos, pos + 2880, 80):
+                    card = mm[i:i + 80]
+                    if card[:8] == b"END     ":
+                        nb = _data_bytes(cards)
+                        if nb is None: return _scan_all(mm, path)
+                        pos, cards = pos + 2880 + nb, {}
+                        break
+                    if kv := _size_card(card):
+                        _check_size(*kv, path); cards[kv[0]] = kv[1]
+                else: pos += 2880
 
 def _drop_unparsable(h:fits.Header, # a header as read
                      path:Path):    # its file, for the log
@@ -182,8 +216,9 @@ def _read_hdul(path:Path # the FITS file
                     if info.get("hdrLoc", 0) <= last or i >= 1000:
                         raise FitsError(f"not a valid FITS file: HDU {i} does not follow HDU {i - 1}", path)
                     last = info.get("hdrLoc", 0)
-                    if info.get("datLoc", 0) + hdu.size > size:
-                        raise FitsError(f"truncated: HDU {i} ({hdu.name}) declares {hdu.size} bytes of data, "
+                    nbytes = info.get("datSpan", 0) if isinstance(hdu, fits.CompImageHDU) else hdu.size  # compressed: on disk
+                    if info.get("datLoc", 0) + nbytes > size:
+                        raise FitsError(f"truncated: HDU {i} ({hdu.name}) declares {nbytes} bytes of data, "
                                         f"the file has {max(size - info.get('datLoc', 0), 0)} after its header", path)
                     hdu.data  # force every HDU's data into memory now, while the file is open
             for hdu in hdul: _drop_unparsable(hdu.header, path)
@@ -397,11 +432,6 @@ def _hdus(product) -> tuple[str, list]:
         if product.area is not None: hdus.append(_image(np.asarray(product.area, np.float32), "AREA"))
         if _jwst_int_times(product.int_times): hdus.append(fits.BinTableHDU(product.int_times, name="INT_TIMES"))
         return "CubeModel", hdus
-    if isinstance(product, AlignedRefs):
-        return "QuadModel", [_image(product.sci.astype(np.float32, copy=False), "SCI", product.header),
-                             _image(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
-                             _image(product.dq.astype(np.uint32, copy=False), "DQ"),
-                             _shifts_table(np.asarray(product.shifts, np.float64))]
     if isinstance(product, Resampled):
         h = _clean_header(product.header)
         for k in [k for k in h if _WCS_KEY.fullmatch(k)]: h.remove(k, remove_all=True)
@@ -410,7 +440,7 @@ def _hdus(product) -> tuple[str, list]:
                               _image(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
                               _image(product.wht.astype(np.float32, copy=False), "WHT"),
                               _image(product.con.astype(np.int32, copy=False), "CON")]
-    raise TypeError(f"cannot write a {type(product).__name__}: expected Exposure, AlignedRefs or Resampled")
+    raise TypeError(f"cannot write a {type(product).__name__}: expected Exposure or Resampled")
 
 # %% ../nbs/02_products.ipynb #ede6735d
 def _check_destination(path:Path, # the product's file
@@ -470,6 +500,10 @@ def write_product(product,              # an Exposure, AlignedRefs or Resampled
     "Write `product` atomically as a JWST-style FITS file at `path`; OutputError if it cannot go there."
     path = Path(path)
     _check_destination(path, [*inputs, getattr(product, "path", None)])
+    if isinstance(product, AlignedRefs):   # 4-D: streamed, DQ tile-compressed (see coronlit.stream)
+        from coronlit.stream import write_aligned
+        if model not in (None, "QuadModel"): raise OutputError(f"a _psfalign is a QuadModel, not {model}", path)
+        return write_aligned(product, path, provenance, [*inputs, getattr(product, "path", None)])
     default_model, hdus = _hdus(product)
     primary = fits.PrimaryHDU(header=_primary_header(product.primary, model or default_model, path.name, provenance))
     _atomic_write(fits.HDUList([primary, *hdus]), path)

@@ -18,7 +18,8 @@ from .products import (AlignedRefs, _primary_header, _clean_header, _shifts_tabl
 log = get_logger("stream")
 
 # %% auto #0
-__all__ = ['log', 'FITS_BLOCK', 'QuadLayout', 'quad_layout', 'stored_dq', 'write_slab', 'QuadStream', 'open_psfalign']
+__all__ = ['log', 'FITS_BLOCK', 'DQ_COMPRESSION', 'QuadLayout', 'dq_extension', 'quad_layout', 'write_slab', 'QuadStream',
+           'write_aligned', 'open_psfalign']
 
 # %% ../nbs/06_stream.ipynb #6422e599
 FITS_BLOCK = 2880
@@ -40,7 +41,7 @@ class QuadLayout:
     tmp: str          # the temporary file being written (renamed to `path` at the end)
     path: str         # the final file
     shape: tuple      # (nints_sci, nrefs, ny, nx)
-    offsets: dict     # extension name -> byte offset of its data
+    offsets: dict     # extension name (SCI, ERR) -> byte offset of its data
     end: int          # byte offset where the SHIFTS table goes
 
     @property
@@ -48,54 +49,81 @@ class QuadLayout:
         "Bytes of one integration's data in one extension."
         return int(np.prod(self.shape[1:])) * 4
 
+# %% ../nbs/06_stream.ipynb #5ec468bb
+DQ_COMPRESSION = "GZIP_1"   # lossless; the DQ of a _psfalign is mostly 0 and compresses about 200 times
+
+def _compressed_tiles(dq:np.ndarray # (k, nrefs, ny, nx) uint32
+                     ) -> tuple:
+    "astropy's tile compression of `dq`, one tile per image: (binary-table header, (rows, 2) descriptors, heap bytes)."
+    hdu = fits.CompImageHDU(np.ascontiguousarray(dq, np.uint32), name="DQ", compression_type=DQ_COMPRESSION,
+                            tile_shape=(1, 1) + tuple(dq.shape[-2:]))
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
+    raw = buf.getvalue()
+    with fits.open(io.BytesIO(raw), disable_image_compression=True) as h:
+        hdr, start = h[1].header.copy(), h[1].fileinfo()["datLoc"]
+    rows, width = hdr["NAXIS2"], hdr["NAXIS1"]
+    if hdr["TFIELDS"] != 1 or width not in (8, 16):   # astropy changed how it lays the table out
+        raise OutputError(f"unexpected compressed DQ layout ({hdr['TFIELDS']} fields, {width} bytes per row)")
+    desc = np.frombuffer(raw, ">i4" if width == 8 else ">i8", rows * 2, start).reshape(rows, 2).astype(np.int64)
+    heap = start + hdr.get("THEAP", rows * width)
+    return hdr, desc, raw[heap:heap + hdr["PCOUNT"]]
+
+def dq_extension(dq:np.ndarray, # (nints, nrefs, ny, nx) uint32, typically a broadcast of the (nrefs, ny, nx) reference DQ
+                ) -> bytes:
+    "The DQ extension of a _psfalign file, header and data: tile-compressed, one tile per image, FITS-padded."
+    dq = np.asarray(dq)
+    nints = dq.shape[0]
+    same = dq.strides[0] == 0 or all(np.array_equal(dq[i], dq[0]) for i in range(1, nints))
+    hdr, desc, heap = _compressed_tiles(dq[:1] if same else dq)
+    rep, n, H = (nints if same else 1), len(desc), len(heap)
+    wide = H * rep >= 2**31                            # 64-bit heap descriptors ('Q') past 2 GB
+    d = np.tile(desc, (rep, 1))
+    d[:, 1] += np.repeat(np.arange(rep, dtype=np.int64) * H, n)
+    hdr["NAXIS1"], hdr["NAXIS2"], hdr["PCOUNT"], hdr["ZNAXIS4"] = 16 if wide else 8, n * rep, H * rep, nints
+    hdr["TFORM1"] = f"1{'Q' if wide else 'P'}B({int(desc[:, 0].max())})"
+    hdr.remove("THEAP", ignore_missing=True)
+    body = d.astype(">i8" if wide else ">i4").tobytes() + heap * rep
+    return hdr.tostring().encode("ascii") + body + bytes(_padded(len(body)) - len(body))
+
 # %% ../nbs/06_stream.ipynb #02777dde
 def quad_layout(path,                 # the final file name
                 shape:tuple,          # (nints_sci, nrefs, ny, nx)
                 primary:fits.Header,  # primary header (the input's metadata)
                 header:fits.Header,   # SCI header
+                dq:np.ndarray,        # DQ, broadcastable to `shape` (e.g. the references' (nrefs, ny, nx) DQ)
                 provenance:dict=None, # as `write_product`
-               ) -> tuple[QuadLayout, bytes]:
-    "The layout of a QuadModel file and the bytes of its headers (PRIMARY, SCI, ERR, DQ) in file order."
+               ) -> tuple[QuadLayout, list]:
+    "The layout of a QuadModel file and what is known before the data: (offset, bytes) of the headers and the DQ."
     path = Path(path)
     bunit = {"BUNIT": header["BUNIT"]} if "BUNIT" in header else {}
     ph = fits.PrimaryHDU(header=_primary_header(primary, "QuadModel", path.name, provenance)).header
     hdrs = [("PRIMARY", ph, 0), ("SCI", _image_header("SCI", shape, np.float32, header), 4),
-            ("ERR", _image_header("ERR", shape, np.float32, fits.Header(bunit)), 4),
-            ("DQ", _image_header("DQ", shape, np.uint32), 4)]
+            ("ERR", _image_header("ERR", shape, np.float32, fits.Header(bunit)), 4)]
     pos, offsets, blobs = 0, {}, []
     for name, h, size in hdrs:
         text = h.tostring().encode("ascii")
         blobs.append((pos, text))
         pos += len(text); offsets[name] = pos
         pos += _padded(int(np.prod(shape)) * size) if size else 0
-    return QuadLayout("", str(path), tuple(int(s) for s in shape), offsets, pos), blobs
+    blobs.append((pos, dq_extension(np.broadcast_to(np.asarray(dq, np.uint32), tuple(shape)))))
+    return QuadLayout("", str(path), tuple(int(s) for s in shape), offsets, pos + len(blobs[-1][1])), blobs
 
 # %% ../nbs/06_stream.ipynb #eb03f10f
-def stored_dq(dq:np.ndarray # uint32 DQ
-             ) -> np.ndarray:
-    "`dq` as FITS stores it: big-endian int32 with the top bit flipped (BZERO = 2**31)."
-    return (np.asarray(dq, np.uint32) ^ np.uint32(0x80000000)).view(np.int32).astype(">i4")
-
-def _be(a:np.ndarray, kind:str) -> bytes:
-    "The FITS (big-endian) bytes of `a`: float32 as is, uint32 DQ converted (already stored '>i4' DQ: as is)."
-    if kind == "DQ" and a.dtype != np.dtype(">i4"): a = stored_dq(a)
-    return np.ascontiguousarray(a, dtype=">f4" if kind != "DQ" else ">i4").data
-
 def write_slab(layout:QuadLayout, # from `QuadStream.layout`
                m0:int,            # first science integration of the block
                sci:np.ndarray,    # (c, nrefs, ny, nx) aligned references of integrations m0 .. m0+c-1
                err:np.ndarray,    # same shape: their ERR
-               dq:np.ndarray,     # same shape (or broadcastable: (nrefs, ny, nx)): their DQ (uint32, or `stored_dq`)
               ) -> int:
     "Write one block of integrations into the (temporary) file; the number of bytes written."
     c = len(sci)
-    if m0 < 0 or m0 + c > layout.shape[0] or tuple(np.shape(sci)[1:]) != layout.shape[1:]:
+    if m0 < 0 or m0 + c > layout.shape[0] or tuple(np.shape(sci)[1:]) != layout.shape[1:] or np.shape(err) != np.shape(sci):
         raise OutputError(f"block of {np.shape(sci)} at integration {m0} does not fit a {layout.shape} product", layout.path)
     fd, n = os.open(layout.tmp, os.O_WRONLY), 0
     try:
-        for kind, a in (("SCI", sci), ("ERR", err), ("DQ", np.broadcast_to(dq, np.shape(sci)))):
+        for kind, a in (("SCI", sci), ("ERR", err)):
             for i in range(c):                         # one integration at a time: a bounded conversion buffer
-                buf = _be(a[i], kind)
+                buf = np.ascontiguousarray(a[i], dtype=">f4").data
                 n += os.pwrite(fd, buf, layout.offsets[kind] + (m0 + i) * layout.slab)
     except OSError as e: raise OutputError(_write_failure(e), layout.path) from None
     finally: os.close(fd)
@@ -104,10 +132,10 @@ def write_slab(layout:QuadLayout, # from `QuadStream.layout`
 # %% ../nbs/06_stream.ipynb #544ca9cb
 class QuadStream:
     "A _psfalign file written integration block by integration block; atomic (temporary name, then rename)."
-    def __init__(self, path, shape:tuple, primary:fits.Header, header:fits.Header, provenance:dict=None, inputs=()):
+    def __init__(self, path, shape:tuple, primary:fits.Header, header:fits.Header, dq:np.ndarray, provenance:dict=None, inputs=()):
         path = Path(path)
         _check_destination(path, inputs)
-        self.layout, blobs = quad_layout(path, shape, primary, header, provenance)
+        self.layout, blobs = quad_layout(path, shape, primary, header, dq, provenance)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         self.layout.tmp, self.done = tmp, False
         try:
@@ -117,7 +145,7 @@ class QuadStream:
             os.close(fd); self.abort(); raise OutputError(_write_failure(e), path) from None
         os.close(fd)
 
-    def write(self, m0, sci, err, dq): return write_slab(self.layout, m0, sci, err, dq)
+    def write(self, m0, sci, err): return write_slab(self.layout, m0, sci, err)
 
     def close(self, shifts:np.ndarray) -> Path:
         "Append the SHIFTS table (nints_sci, nrefs, 3), fsync and rename; the final path."
@@ -145,24 +173,50 @@ class QuadStream:
     def __exit__(self, exc_type, *a):
         if exc_type is not None: self.abort()
 
+def write_aligned(product:AlignedRefs, # the aligned references
+                  path,                # the _psfalign file
+                  provenance:dict=None, # as `write_product`
+                  inputs=(),           # files that must never be overwritten
+                  chunk:int=8,         # integrations converted and written at a time
+                 ) -> Path:
+    "Write a whole `AlignedRefs` as a _psfalign file through `QuadStream` (what `write_product` does with one)."
+    with QuadStream(path, product.sci.shape, product.primary, product.header, product.dq, provenance, inputs) as q:
+        for m0 in range(0, product.nints, chunk):
+            q.write(m0, product.sci[m0:m0 + chunk], product.err[m0:m0 + chunk])
+        return q.close(product.shifts)
+
 # %% ../nbs/06_stream.ipynb #9580a782
+def _file_dq(path:Path, # a _psfalign file
+             shape:tuple # its (nints, nrefs, ny, nx)
+            ) -> np.ndarray:
+    "The DQ of a _psfalign file: a broadcast of one integration's when its compressed tiles repeat, else decoded whole."
+    with fits.open(path, disable_image_compression=True) as raw:
+        t = raw["DQ"]
+        if t.header.get("ZIMAGE", False) and t.header.get("NAXIS2") == shape[0] * shape[1]:
+            tiles = t.data.field(0)
+            n = shape[1]
+            if all(np.array_equal(tiles[i], tiles[i % n]) for i in range(n, len(tiles))):
+                with fits.open(path) as h: first = np.asarray(h["DQ"].section[0], np.uint32)
+                return np.broadcast_to(first, shape)
+    with fits.open(path) as h: return np.array(h["DQ"].data, np.uint32)
+
 def open_psfalign(path,   # a _psfalign file written by coronlit (`QuadStream` or `write_product`)
-                  dq=None # its DQ if known, broadcastable to the 4-D shape (e.g. the psfstack's); None: decoded from the file
+                  dq=None # its DQ if known, broadcastable to the 4-D shape (e.g. the psfstack's); None: read from the file
                  ) -> AlignedRefs:
     "The _psfalign product as an `AlignedRefs` whose SCI and ERR are read-only memory maps of the file."
     path = Path(path)
     try:
         with fits.open(path, memmap=True) as h:
-            info = {x.name: (x.fileinfo()["datLoc"], x.shape) for x in h[1:4]}
+            info = {x.name: (x.fileinfo()["datLoc"], x.shape) for x in h[1:3]}
             primary, header = h[0].header.copy(), _clean_header(h["SCI"].header)
             t = h["SHIFTS"].data
             shape = tuple(info["SCI"][1])
             shifts = np.full(shape[:2] + (3,), np.nan)
             shifts[t["INTEGRATION"], t["REFERENCE"]] = np.stack([t[c] for c in ("DX", "DY", "SCALE")], -1)
+        if set(info) != {"SCI", "ERR"} or len(shape) != 4 or info["ERR"][1] != shape:
+            raise FitsError("not a 4-D SCI/ERR/DQ product", path)
+        dq = _file_dq(path, shape) if dq is None else np.broadcast_to(np.asarray(dq, np.uint32), shape)
     except (OSError, KeyError, TypeError, IndexError, ValueError) as e:
         raise FitsError(f"not a _psfalign product ({e})", path) from None
-    if set(info) != {"SCI", "ERR", "DQ"} or len(shape) != 4: raise FitsError("not a 4-D SCI/ERR/DQ product", path)
-    mm = lambda k, dt: np.memmap(path, dt, "r", offset=info[k][0], shape=shape)
-    dq = (mm("DQ", ">i4").view(">u4") ^ np.uint32(0x80000000)).astype(np.uint32) if dq is None else \
-        np.broadcast_to(np.asarray(dq, np.uint32), shape)
-    return AlignedRefs(sci=mm("SCI", ">f4"), err=mm("ERR", ">f4"), dq=dq, shifts=shifts, primary=primary, header=header, path=path)
+    mm = lambda k: np.memmap(path, ">f4", "r", offset=info[k][0], shape=shape)
+    return AlignedRefs(sci=mm("SCI"), err=mm("ERR"), dq=dq, shifts=shifts, primary=primary, header=header, path=path)
