@@ -22,7 +22,7 @@ from .stack_refs import stack_refs
 from .dq import interpret_bit_flags, bad_mask
 from .align_refs import RefLibrary, AlignPlan, ref_library, plan_alignment, align_block, repair, fit_weight, shifted_models
 from .klip import kl_modes, klip_weights, missed_variance, _psfsub, _truncations
-from .stream import QuadStream, write_slab, open_psfalign
+from .stream import QuadStream, write_slab, open_psfalign, BackgroundWriter
 from .validate import validate_members, validate_options, check_memory, psfalign_nbytes
 from .resample import resample
 from .combine import MODES, prepare, reduce
@@ -76,8 +76,9 @@ class Coron3Result:
     psfsub: dict = field(default_factory=dict)    # science name -> Exposure (or list of Exposures, one per truncation)
     i2d: Resampled = None
     paths: dict = field(default_factory=dict)     # product kind -> list of Paths written
-    timings: dict = field(default_factory=dict)   # step -> wall seconds ("write": writing products)
-    cpu: dict = field(default_factory=dict)       # step -> CPU seconds of this process (tasks: their own CPU)
+    timings: dict = field(default_factory=dict)   # step -> wall seconds ("write": writing, in the background;
+                                                  #   "write_wait": time the computation waited for it)
+    cpu: dict = field(default_factory=dict)       # step -> CPU seconds of the thread that ran it
 
     def __repr__(self):
         n = sum(len(v) for v in self.paths.values())
@@ -85,10 +86,10 @@ class Coron3Result:
 
 # %% ../nbs/20_pipeline.ipynb #d87143d4
 class _Timer:
-    "Accumulate wall and CPU time of a step into two dicts."
+    "Accumulate wall and CPU time (of this thread: the writer thread counts its own) of a step into two dicts."
     def __init__(self, res, step): self.res, self.step = res, step
-    def __enter__(self): self.t0, self.c0 = time.perf_counter(), time.process_time()
-    def __exit__(self, *a): _add(self.res, self.step, time.perf_counter() - self.t0, time.process_time() - self.c0)
+    def __enter__(self): self.t0, self.c0 = time.perf_counter(), time.thread_time()
+    def __exit__(self, *a): _add(self.res, self.step, time.perf_counter() - self.t0, time.thread_time() - self.c0)
 
 def _add(res, step, wall, cpu):
     "Add wall and CPU seconds to a step's totals."
@@ -96,12 +97,16 @@ def _add(res, step, wall, cpu):
     res.cpu[step] = res.cpu.get(step, 0.0) + cpu
 
 # %% ../nbs/20_pipeline.ipynb #a50a3475
-def _save(res, kind, product, path, prov, inputs):
-    "Write one product atomically and remember where."
-    with _Timer(res, "write"): p = write_product(product, path, provenance=prov, inputs=inputs)
-    res.paths.setdefault(kind, []).append(Path(p))
-    get_logger("pipeline").info("saved %s", Path(p).name)
-    return p
+def _save(res, kind, product, path, prov, inputs, writer=None):
+    "Write one product atomically (queued on `writer` when given) and remember where."
+    res.paths.setdefault(kind, []).append(Path(path))
+    if writer is None:
+        with _Timer(res, "write"): write_product(product, path, provenance=prov, inputs=inputs)
+    else:
+        with _Timer(res, "write_wait"): writer.submit(write_product, product, path, provenance=prov, inputs=inputs)
+    get_logger("pipeline").info("saved %s", Path(path).name)
+    return path
+
 
 # %% ../nbs/20_pipeline.ipynb #a480bff0
 @dataclass
@@ -116,6 +121,9 @@ class Library:
     grams: list               # AnchorGram per science exposure, from `anchor_gram`
     method: str = "compose"   # alignment method (see `align_block`)
     fft_workers: int = 1      # FFT threads inside a block
+    writer: object = None     # a `BackgroundWriter` for the slabs (in this process only: not sent to other processes)
+
+    def __getstate__(self): return {**self.__dict__, "writer": None}
 
 @dataclass
 class Block:
@@ -244,10 +252,10 @@ def process_block(blk:Block,     # the integrations to do
                   shared:Library # the shared library
                  ) -> BlockResult:
     "Align every reference onto each integration of the block, stream the slab to its file, and KLIP-subtract."
-    c0, w0 = time.process_time(), time.perf_counter()
+    c0, w0 = time.thread_time(), time.perf_counter()
     al, er, sh = align_block(blk.s, shared.lib, shared.plans[blk.k], blk.good, method=shared.method,
                              workers=shared.fft_workers)
-    c1, w1 = time.process_time(), time.perf_counter()
+    c1, w1 = time.thread_time(), time.perf_counter()
     c, (ny, nx), nt = len(al), al.shape[-2:], len(shared.truncs)
     res, nvar = np.full((nt, c, ny * nx), np.nan, np.float32), np.zeros((nt, c, ny * nx), np.float32)
     eig = np.full((c, al.shape[1]), np.nan)
@@ -261,13 +269,16 @@ def process_block(blk:Block,     # the integrations to do
             continue
         res[:, i], nvar[:, i], ev = out
         eig[i, :ev.size] = ev
-    c2, w2 = time.process_time(), time.perf_counter()
+    c2, w2 = time.thread_time(), time.perf_counter()
     lay = shared.layouts[blk.k]
     if lay is not None:                     # KLIP is done with them: convert to FITS byte order in place, no copy
         big = lambda x: x.byteswap(inplace=True).view(x.dtype.newbyteorder(">"))
-        write_slab(lay, blk.m0, big(al), big(er))
-    c3, w3 = time.process_time(), time.perf_counter()
-    secs = {"align_refs": (w1 - w0, c1 - c0), "klip": (w2 - w1, c2 - c1), "write": (w3 - w2, c3 - c2)}
+        job = lambda: write_slab(lay, blk.m0, big(al), big(er))
+        if shared.writer is None: job()
+        else: shared.writer.submit(job)     # in the background: the next block is computed meanwhile
+    c3, w3 = time.thread_time(), time.perf_counter()
+    secs = {"align_refs": (w1 - w0, c1 - c0), "klip": (w2 - w1, c2 - c1),
+            "write" if shared.writer is None else "write_wait": (w3 - w2, c3 - c2)}
     return BlockResult(blk.k, blk.m0, sh, res.reshape(nt, c, ny, nx), nvar.reshape(nt, c, ny, nx), eig,
                        None if lay is not None else (al, er), secs)
 
@@ -346,110 +357,126 @@ def coron3(asn,                         # path to a coron3 ASN json, or an `Asso
     out = None
     if output_dir is not None:
         out = prepare_output_dir(output_dir)
-    inputs = [m.path for m in asn.members]
-    prov = dict(asn=asn.path.name if asn.path else "", asn_pool=asn.asn_pool, inputs=[m.path.name for m in asn.members], steps={})
-
-    with _Timer(res, "read"):
-        science = [read_calints(m.path) for m in asn.science]
-        refs = [read_calints(m.path) for m in asn.psf]
-        mask_path = find_psfmask(asn, psfmask)
-        mask = check_members(science, refs, mask_path)
-    log.info("%s: %d science exposure(s), %d reference exposure(s), PSFMASK %s", asn.product_name,
-             len(science), len(refs), mask_path.name if mask_path else "default")
-
-    def crf(exp, member):
-        "Outlier detection on one exposure, saved as _crfints."
-        if "outlier_detection" in skip: return exp
-        with _Timer(res, "outlier_detection"): new = outlier_detection(exp, snr=snr, maskpt=maskpt)
-        res.crfints[exp.name] = new
-        if out: _save(res, "crfints", new, product_path(asn, "crfints", member, out), {**prov, "steps": {"outlier_detection": "COMPLETE"}}, inputs)
-        return new
-
-    refs = [crf(e, m) for e, m in zip(refs, asn.psf)]
-    with _Timer(res, "stack_refs"): res.psfstack = stack = stack_refs(refs)
-    log.info("stack_refs: %d reference images of %s", stack.nints, stack.shape)
-    steps_done = {"outlier_detection": "SKIPPED" if "outlier_detection" in skip else "COMPLETE", "stack_refs": "COMPLETE"}
-    if out: _save(res, "psfstack", stack, product_path(asn, "psfstack", None, out), {**prov, "steps": dict(steps_done)}, inputs)
-    science = [crf(e, m) for e, m in zip(science, asn.science)]
-
-    bits, kbits = interpret_bit_flags(bad_bits), interpret_bit_flags("DO_NOT_USE")
-    with _Timer(res, "align_refs"):
-        r, _, e = repair(stack, bits, median_box_length, err=True, what="reference")
-        lib = ref_library(r, e)
-        del r, e
-        plans, items = [], []
-        for k, exp in enumerate(science):
-            s, sbad = repair(exp, bits, median_box_length)
-            w = fit_weight(s, mask, exp.path)
-            empty = [m for m in range(exp.nints) if not (w * ~sbad[m]).any()]
-            if empty: log.warning("%s: integration(s) %s have no good pixel under the weight: scale 0, aligned references 0",
-                                  exp.name, empty)
-            plans.append(plan_alignment(s, lib, w, ~sbad, base=plans[0] if plans else None))
-            nb = block_size(stack.nints, stack.shape, exp.nints, block_mb)
-            tb = bad_mask(exp.dq, kbits)
-            items += [Block(k, m0, s[m0:m0 + nb], ~sbad[m0:m0 + nb], exp.sci[m0:m0 + nb], tb[m0:m0 + nb])
-                      for m0 in range(0, exp.nints, nb)]
-    with _Timer(res, "klip"):
-        check_memory(psfalign_nbytes(1, stack.nints, stack.shape, 2), "KLIP Gram matrix", science[0].path)
-        grams = [anchor_gram(lib, pl) for pl in plans]
-    conc = workers if mapper is None else 1
-    check_memory(max(psfalign_nbytes(len(b.s), stack.nints, stack.shape, 2) for b in items) * max(conc, 1) * 2,
-                 "align_refs/klip blocks", science[0].path)
-    st_align = {**steps_done, "align_refs": "COMPLETE"}
-    streams = []
+    writer = BackgroundWriter() if out else None    # products are written while the next step computes
     try:
-        if out:
-            with _Timer(res, "write"):
-                streams = [QuadStream(product_path(asn, "psfalign", m, out), (exp.nints, stack.nints) + stack.shape,
-                                      stack.primary, stack.header, stack.dq, {**prov, "steps": st_align}, inputs)
-                           for exp, m in zip(science, asn.science)]
-        shared = Library(lib, bad_mask(stack.dq, kbits).any(0).ravel(), stack.dq.astype(np.uint32, copy=False), plans,
-                         [q.layout for q in streams] or [None] * len(science), truncs, grams, align_method)
-        run = mapper or (thread_mapper(workers) if workers > 1 else serial_mapper)
-        todo = tqdm(items, desc="blocks (align_refs + klip)", disable=not progress) if run is serial_mapper else items
-        results = run(process_block, todo, shared)
-        for r in results:
-            for step, (wall, cpu) in r.seconds.items(): _add(res, step, wall, cpu)
-        for k, (exp, member) in enumerate(zip(science, asn.science)):
-            mine = [r for r in results if r.k == k]
-            sh = np.concatenate([r.shifts for r in mine])
-            d = np.hypot(sh[..., 0], sh[..., 1])
-            log.info("align_refs %s: %d x %d references aligned, |shift| median %.3f px, max %.3f px", exp.name,
-                     sh.shape[0], sh.shape[1], np.median(d), d.max())
-            if out:
-                with _Timer(res, "write"): p = streams[k].close(sh)
-                res.paths.setdefault("psfalign", []).append(p)
-                res.psfalign[exp.name] = open_psfalign(p, dq=stack.dq)
-            else:
-                check_memory(psfalign_nbytes(exp.nints, stack.nints, stack.shape, 2), "psfalign", exp.path)
-                res.psfalign[exp.name] = AlignedRefs(
-                    sci=np.concatenate([r.aligned[0] for r in mine]), err=np.concatenate([r.aligned[1] for r in mine]),
-                    dq=np.broadcast_to(stack.dq.astype(np.uint32), (exp.nints, stack.nints) + stack.shape), shifts=sh,
-                    primary=stack.primary.copy(), header=stack.header.copy())
-            with _Timer(res, "klip"): sub = finish_klip(exp, mine, truncate)
-            res.psfsub[exp.name] = sub
-            log.info("klip %s: truncate=%s", exp.name, truncate)
-            subs = sub if isinstance(sub, list) else [sub]
-            if out and mode == "rdi": _save(res, "psfsub", subs[-1], product_path(asn, "psfsub", member, out),
-                                            {**prov, "steps": {**st_align, "klip": "COMPLETE"}}, inputs)
-    finally:
-        for q in streams: q.abort()
-    red = None
-    if mode != "rdi":                    # ADI / RDI+ADI: KLIP again with the other roll in the library, rolls north up
+        inputs = [m.path for m in asn.members]
+        prov = dict(asn=asn.path.name if asn.path else "", asn_pool=asn.asn_pool, inputs=[m.path.name for m in asn.members], steps={})
+
+        with _Timer(res, "read"):
+            science = [read_calints(m.path) for m in asn.science]
+            refs = [read_calints(m.path) for m in asn.psf]
+            mask_path = find_psfmask(asn, psfmask)
+            mask = check_members(science, refs, mask_path)
+        log.info("%s: %d science exposure(s), %d reference exposure(s), PSFMASK %s", asn.product_name,
+                 len(science), len(refs), mask_path.name if mask_path else "default")
+
+        def crf(exp, member):
+            "Outlier detection on one exposure, saved as _crfints."
+            if "outlier_detection" in skip: return exp
+            with _Timer(res, "outlier_detection"): new = outlier_detection(exp, snr=snr, maskpt=maskpt)
+            res.crfints[exp.name] = new
+            if out: _save(res, "crfints", new, product_path(asn, "crfints", member, out), {**prov, "steps": {"outlier_detection": "COMPLETE"}}, inputs, writer)
+            return new
+
+        refs = [crf(e, m) for e, m in zip(refs, asn.psf)]
+        with _Timer(res, "stack_refs"): res.psfstack = stack = stack_refs(refs)
+        log.info("stack_refs: %d reference images of %s", stack.nints, stack.shape)
+        steps_done = {"outlier_detection": "SKIPPED" if "outlier_detection" in skip else "COMPLETE", "stack_refs": "COMPLETE"}
+        if out: _save(res, "psfstack", stack, product_path(asn, "psfstack", None, out), {**prov, "steps": dict(steps_done)}, inputs, writer)
+        science = [crf(e, m) for e, m in zip(science, asn.science)]
+
+        bits, kbits = interpret_bit_flags(bad_bits), interpret_bit_flags("DO_NOT_USE")
+        with _Timer(res, "align_refs"):
+            r, _, e = repair(stack, bits, median_box_length, err=True, what="reference")
+            lib = ref_library(r, e)
+            del r, e
+            plans, items = [], []
+            for k, exp in enumerate(science):
+                s, sbad = repair(exp, bits, median_box_length)
+                w = fit_weight(s, mask, exp.path)
+                empty = [m for m in range(exp.nints) if not (w * ~sbad[m]).any()]
+                if empty: log.warning("%s: integration(s) %s have no good pixel under the weight: scale 0, aligned references 0",
+                                      exp.name, empty)
+                plans.append(plan_alignment(s, lib, w, ~sbad, base=plans[0] if plans else None))
+                nb = block_size(stack.nints, stack.shape, exp.nints, block_mb)
+                tb = bad_mask(exp.dq, kbits)
+                items += [Block(k, m0, s[m0:m0 + nb], ~sbad[m0:m0 + nb], exp.sci[m0:m0 + nb], tb[m0:m0 + nb])
+                          for m0 in range(0, exp.nints, nb)]
         with _Timer(res, "klip"):
-            red = reduce(prepare(res, psfmask=psfmask), mode, truncs, pixfrac=pixfrac, kernel=kernel)
-        for (name, subs), member in zip(red.psfsub.items(), asn.science):
-            res.psfsub[name] = subs if np.ndim(truncate) else subs[-1]
-            if out: _save(res, "psfsub", subs[-1], product_path(asn, "psfsub", member, out),
-                          {**prov, "steps": {**st_align, "klip": "COMPLETE"}}, inputs)
-    if "resample" not in skip:
-        last = [s[-1] if isinstance(s, list) else s for s in res.psfsub.values()]
-        with _Timer(res, "resample"):
-            res.i2d = red.i2d[-1] if red else resample(last, north_up=north_up, pixfrac=pixfrac, kernel=kernel)
-        log.info("resample: %d integrations into a %s image", sum(s.nints for s in last), res.i2d.sci.shape)
-        ra, dec = science[0].star_radec
-        res.i2d.primary["STAR_RA"] = (ra, "[deg] star: reference point of the first science exposure")
-        res.i2d.primary["STAR_DEC"] = (dec, "[deg] star: reference point of the first science exposure")
-        st = {**steps_done, "align_refs": "COMPLETE", "klip": "COMPLETE", "resample": "COMPLETE"}
-        if out: _save(res, "i2d", res.i2d, product_path(asn, "i2d", None, out), {**prov, "steps": st}, inputs)
-    return res
+            check_memory(psfalign_nbytes(1, stack.nints, stack.shape, 2), "KLIP Gram matrix", science[0].path)
+            grams = [anchor_gram(lib, pl) for pl in plans]
+        conc = workers if mapper is None else 1
+        check_memory(max(psfalign_nbytes(len(b.s), stack.nints, stack.shape, 2) for b in items) * max(conc, 1) * 2,
+                     "align_refs/klip blocks", science[0].path)
+        st_align = {**steps_done, "align_refs": "COMPLETE"}
+        streams = []
+        try:
+            if out:
+                with _Timer(res, "write"):
+                    streams = [QuadStream(product_path(asn, "psfalign", m, out), (exp.nints, stack.nints) + stack.shape,
+                                          stack.primary, stack.header, stack.dq, {**prov, "steps": st_align}, inputs)
+                               for exp, m in zip(science, asn.science)]
+            shared = Library(lib, bad_mask(stack.dq, kbits).any(0).ravel(), stack.dq.astype(np.uint32, copy=False), plans,
+                             [q.layout for q in streams] or [None] * len(science), truncs, grams, align_method, writer=writer)
+            run = mapper or (thread_mapper(workers) if workers > 1 else serial_mapper)
+            todo = tqdm(items, desc="blocks (align_refs + klip)", disable=not progress) if run is serial_mapper else items
+            results = run(process_block, todo, shared)
+            if writer:
+                with _Timer(res, "write_wait"): writer.wait()   # every slab is in its file
+            for r in results:
+                for step, (wall, cpu) in r.seconds.items(): _add(res, step, wall, cpu)
+            for k, (exp, member) in enumerate(zip(science, asn.science)):
+                mine = [r for r in results if r.k == k]
+                sh = np.concatenate([r.shifts for r in mine])
+                d = np.hypot(sh[..., 0], sh[..., 1])
+                log.info("align_refs %s: %d x %d references aligned, |shift| median %.3f px, max %.3f px", exp.name,
+                         sh.shape[0], sh.shape[1], np.median(d), d.max())
+                if out:                          # SHIFTS table, fsync and rename in the background; mapped at the end
+                    res.paths.setdefault("psfalign", []).append(Path(streams[k].layout.path))
+                    with _Timer(res, "write_wait"): writer.submit(streams[k].close, sh)
+                else:
+                    check_memory(psfalign_nbytes(exp.nints, stack.nints, stack.shape, 2), "psfalign", exp.path)
+                    res.psfalign[exp.name] = AlignedRefs(
+                        sci=np.concatenate([r.aligned[0] for r in mine]), err=np.concatenate([r.aligned[1] for r in mine]),
+                        dq=np.broadcast_to(stack.dq.astype(np.uint32), (exp.nints, stack.nints) + stack.shape), shifts=sh,
+                        primary=stack.primary.copy(), header=stack.header.copy())
+                with _Timer(res, "klip"): sub = finish_klip(exp, mine, truncate)
+                res.psfsub[exp.name] = sub
+                log.info("klip %s: truncate=%s", exp.name, truncate)
+                subs = sub if isinstance(sub, list) else [sub]
+                if out and mode == "rdi": _save(res, "psfsub", subs[-1], product_path(asn, "psfsub", member, out),
+                                                {**prov, "steps": {**st_align, "klip": "COMPLETE"}}, inputs, writer)
+        except BaseException:
+            if writer: writer.close()            # no slab write outlives its file
+            raise
+        finally:
+            for q in streams: q.abort()
+        def mapped(name, p): res.psfalign[name] = open_psfalign(p, dq=stack.dq)
+        for exp, p in zip(science, res.paths.get("psfalign", []) if out else []):
+            writer.submit(mapped, exp.name, p)  # once its file has its final name
+        red = None
+        if mode != "rdi":                    # ADI / RDI+ADI: KLIP again with the other roll in the library, rolls north up
+            if writer:
+                with _Timer(res, "write_wait"): writer.wait()   # the _psfalign files are mapped
+            with _Timer(res, "klip"):
+                red = reduce(prepare(res, psfmask=psfmask), mode, truncs, pixfrac=pixfrac, kernel=kernel)
+            for (name, subs), member in zip(red.psfsub.items(), asn.science):
+                res.psfsub[name] = subs if np.ndim(truncate) else subs[-1]
+                if out: _save(res, "psfsub", subs[-1], product_path(asn, "psfsub", member, out),
+                              {**prov, "steps": {**st_align, "klip": "COMPLETE"}}, inputs, writer)
+        if "resample" not in skip:
+            last = [s[-1] if isinstance(s, list) else s for s in res.psfsub.values()]
+            with _Timer(res, "resample"):
+                res.i2d = red.i2d[-1] if red else resample(last, north_up=north_up, pixfrac=pixfrac, kernel=kernel)
+            log.info("resample: %d integrations into a %s image", sum(s.nints for s in last), res.i2d.sci.shape)
+            ra, dec = science[0].star_radec
+            res.i2d.primary["STAR_RA"] = (ra, "[deg] star: reference point of the first science exposure")
+            res.i2d.primary["STAR_DEC"] = (dec, "[deg] star: reference point of the first science exposure")
+            st = {**steps_done, "align_refs": "COMPLETE", "klip": "COMPLETE", "resample": "COMPLETE"}
+            if out: _save(res, "i2d", res.i2d, product_path(asn, "i2d", None, out), {**prov, "steps": st}, inputs, writer)
+        if writer:
+            with _Timer(res, "write_wait"): writer.wait()
+            _add(res, "write", writer.wall, writer.cpu)
+        return res
+    finally:
+        if writer: writer.close()

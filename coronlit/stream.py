@@ -6,7 +6,8 @@ Docs: https://coronlit.github.io/coronlit/stream.html.md"""
 
 # %% ../nbs/06_stream.ipynb #d05a46fd
 from __future__ import annotations
-import io, os, tempfile
+import io, os, tempfile, threading, time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -19,7 +20,7 @@ log = get_logger("stream")
 
 # %% auto #0
 __all__ = ['log', 'FITS_BLOCK', 'DQ_COMPRESSION', 'QuadLayout', 'dq_extension', 'quad_layout', 'write_slab', 'QuadStream',
-           'write_aligned', 'open_psfalign']
+           'write_aligned', 'open_psfalign', 'BackgroundWriter']
 
 # %% ../nbs/06_stream.ipynb #6422e599
 FITS_BLOCK = 2880
@@ -220,3 +221,45 @@ def open_psfalign(path,   # a _psfalign file written by coronlit (`QuadStream` o
         raise FitsError(f"not a _psfalign product ({e})", path) from None
     mm = lambda k: np.memmap(path, ">f4", "r", offset=info[k][0], shape=shape)
     return AlignedRefs(sci=mm("SCI"), err=mm("ERR"), dq=dq, shifts=shifts, primary=primary, header=header, path=path)
+
+# %% ../nbs/06_stream.ipynb #92f5826e
+class BackgroundWriter:
+    "Run write jobs in one background thread, at most `depth` unfinished at a time, so I/O overlaps computation."
+    def __init__(self, depth:int=1): # jobs queued or running before `submit` waits
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="coronlit-writer")
+        self.slots, self.futures = threading.BoundedSemaphore(depth), []
+        self.wall = self.cpu = 0.0     # seconds spent in the jobs (wall, and the writer thread's CPU)
+        self.error = None
+
+    def submit(self, fn, *args, **kw):
+        "Queue `fn(*args, **kw)`; waits while `depth` jobs are unfinished; raises an earlier job's error."
+        if self.error is not None: self._raise()
+        self.slots.acquire()
+        def job():
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try: return fn(*args, **kw)
+            except BaseException as e:
+                self.error = self.error or e; raise
+            finally:
+                self.wall += time.perf_counter() - t0; self.cpu += time.thread_time() - c0
+                self.slots.release()
+        f = self.pool.submit(job)
+        self.futures.append(f)
+        return f
+
+    def _raise(self):
+        e, self.error = self.error, None
+        raise e
+
+    def wait(self):
+        "Wait until every queued job is done; raise the first failure."
+        for f in self.futures: f.exception()
+        self.futures = []
+        if self.error is not None: self._raise()
+
+    def close(self):
+        "Wait for the jobs (their errors are dropped: call `wait` first to see them) and stop the thread."
+        self.pool.shutdown(wait=True); self.futures = []
+
+    def __enter__(self): return self
+    def __exit__(self, *a): self.close()
