@@ -105,14 +105,15 @@ JWST_STEPS = {"outlier_detection": "outlier_detection", "stack_refs": "stack_ref
 def summarise(case: dict, cl: dict, jw: dict | None, floor: dict) -> dict:
     "Ratios and per-step table from the three measurements."
     rows = []
-    for s in COMPUTE_STEPS + ("read", "write"):
+    for s in COMPUTE_STEPS + ("read", "write", "write_wait"):
         row = dict(step=s, coronlit_wall=cl["timings"].get(s), coronlit_cpu=cl["cpu"].get(s))
         if jw is not None and s in JWST_STEPS:
             row.update(jwst_wall=jw["timings"].get(JWST_STEPS[s]), jwst_cpu=jw["cpu"].get(JWST_STEPS[s]))
         rows.append(row)
     cl_comp = sum(cl["timings"].get(s, 0.0) for s in COMPUTE_STEPS)
     cl_comp_cpu = sum(cl["cpu"].get(s, 0.0) for s in COMPUTE_STEPS)
-    out = dict(case=case, steps=rows, coronlit=cl, jwst=jw, io_floor=floor,
+    out = dict(case=case, steps=[r for r in rows if r["coronlit_wall"] is not None or r.get("jwst_wall") is not None],
+               coronlit=cl, jwst=jw, io_floor=floor,
                coronlit_compute_wall=cl_comp, coronlit_compute_cpu=cl_comp_cpu,
                coronlit_vs_floor=cl["total"] / floor["total"])
     if jw is not None:
@@ -140,6 +141,9 @@ def report(s: dict) -> str:
         lines.append(f"{r['step']:<18}{fmt(r['coronlit_wall'], 14)}{fmt(r['coronlit_cpu'])}"
                      f"{fmt(r.get('jwst_wall'), 12)}{fmt(r.get('jwst_cpu'))}{fmt(ratio, 8, 1)}")
     cl, jw, fl = s["coronlit"], s["jwst"], s["io_floor"]
+    if "write_wait" in cl["timings"]:
+        lines.append("(coronlit's write runs in a background thread, overlapping the computation; write_wait is the "
+                     "time the computation waited for it)")
     lines.append(f"{'total':<18}{fmt(cl['total'], 14)}{fmt(cl['total_cpu'])}"
                  f"{fmt(jw and jw['total'], 12)}{fmt(jw and jw['total_cpu'])}{fmt(s.get('speedup_total_wall'), 8, 1)}")
     lines.append(f"{'compute only':<18}{fmt(s['coronlit_compute_wall'], 14)}{fmt(s['coronlit_compute_cpu'])}"
@@ -147,6 +151,9 @@ def report(s: dict) -> str:
     lines.append(f"peak memory MB: coronlit {cl['maxrss_mb']:.0f}" + (f", jwst {jw['maxrss_mb']:.0f}" if jw else "")
                  + f", I/O floor process {fl['maxrss_mb']:.0f}")
     lines.append(f"written: coronlit {cl['bytes_written'] / 1e9:.2f} GB" + (f", jwst {jw['bytes_written'] / 1e9:.2f} GB" if jw else ""))
+    if len(cl.get("all_totals", [])) > 1:
+        lines.append("runs (s): coronlit " + ", ".join(f"{t:.1f}" for t in cl["all_totals"])
+                     + "; I/O floor " + ", ".join(f"{t:.1f}" for t in fl["all_totals"]) + " (median run shown)")
     lines.append(f"I/O floor: read {fl['read']:.2f} s ({fl['bytes_read'] / 1e9:.2f} GB), write {fl['write']:.2f} s "
                  f"({fl['bytes_written'] / 1e9:.2f} GB), total {fl['total']:.2f} s; coronlit / floor = {s['coronlit_vs_floor']:.2f}")
     if jw:
@@ -156,8 +163,18 @@ def report(s: dict) -> str:
     return "\n".join(lines)
 
 
+def _settle():
+    "Flush dirty pages and give the disk a moment (files just deleted are trimmed), so runs start alike."
+    os.sync(); time.sleep(2)
+
+
+def _median_run(runs: list) -> dict:
+    "The run with the median total time (of an odd count; the faster middle one of an even count)."
+    return sorted(runs, key=lambda r: r["total"])[(len(runs) - 1) // 2]
+
+
 def bench(nints=40, n_sci=2, n_ref=2, shape=320, workers=1, truncate=50, seed=0, work=None, skip_jwst=False,
-          keep=False, block_mb=128.0, jwst_json=None) -> dict:
+          keep=False, block_mb=128.0, jwst_json=None, repeat=1) -> dict:
     "Make the dataset, run coronlit, jwst and the I/O floor, each in its own process; the summary dict."
     from coronlit.synth import make_dataset, load_truth
     work = Path(work or f"/tmp/coronlit_bench_{n_sci}x{nints}_{n_ref}x{nints}_{shape}")
@@ -168,13 +185,19 @@ def bench(nints=40, n_sci=2, n_ref=2, shape=320, workers=1, truncate=50, seed=0,
     case = dict(nints=nints, nrefs=n_ref * nints, n_sci=n_sci, n_ref=n_ref, shape=shape, workers=workers,
                 truncate=truncate, seed=seed)
     try:
-        cl = run_child("coronlit", dict(asn=str(asn), out=str(work / "coronlit"), workers=workers, truncate=truncate,
-                                        block_mb=block_mb), threads=1)
         inputs = [str(p) for p in data.glob("*_calints.fits")]
-        sizes = [Path(p).stat().st_size for v in cl["products"].values() for p in v]
-        shutil.rmtree(work / "coronlit")  # free the disk before the next run
-        floor = run_child("iofloor", dict(inputs=inputs, sizes=sizes, out=str(work / "floor")))
-        shutil.rmtree(work / "floor")
+        cls, floors = [], []
+        for _ in range(repeat):         # alternate: the disk's speed drifts, both see the same drift
+            _settle()
+            cls.append(run_child("coronlit", dict(asn=str(asn), out=str(work / "coronlit"), workers=workers,
+                                                  truncate=truncate, block_mb=block_mb), threads=1))
+            sizes = [Path(p).stat().st_size for v in cls[-1]["products"].values() for p in v]
+            shutil.rmtree(work / "coronlit")  # free the disk before the next run
+            _settle()
+            floors.append(run_child("iofloor", dict(inputs=inputs, sizes=sizes, out=str(work / "floor"))))
+            shutil.rmtree(work / "floor")
+        cl, floor = _median_run(cls), _median_run(floors)
+        cl["all_totals"], floor["all_totals"] = [r["total"] for r in cls], [r["total"] for r in floors]
         jw = json.loads(Path(jwst_json).read_text()) if jwst_json else None
         jw = jw.get("jwst", jw) if jw else None          # an earlier summary, or a bare jwst measurement
         if jw is None and not skip_jwst:
@@ -202,6 +225,7 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     p.add_argument("--jwst-json", help="reuse a jwst measurement of the same case (the 'jwst' entry of an earlier run's JSON, "
                                        "or run_child's output) instead of running jwst again")
+    p.add_argument("--repeat", type=int, default=1, help="coronlit and I/O floor runs, alternated; medians reported")
     p.add_argument("--json", help="write the results here (default bench/results/bench_<case>.json)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--payload", help=argparse.SUPPRESS)
@@ -211,7 +235,7 @@ def main(argv=None) -> int:
         print(json.dumps(fn(**json.loads(a.payload))))
         return 0
     s = bench(a.nints, a.n_sci, a.n_ref, a.shape, a.workers, a.truncate, a.seed, a.work, a.skip_jwst, a.keep,
-              a.block_mb, a.jwst_json)
+              a.block_mb, a.jwst_json, a.repeat)
     print(report(s))
     dest = Path(a.json) if a.json else HERE / "results" / (
         f"bench_{a.n_sci}x{a.nints}_{a.n_ref}x{a.nints}_{a.shape}_w{a.workers}.json")

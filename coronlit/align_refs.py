@@ -16,9 +16,9 @@ from .dq import interpret_bit_flags, bad_mask
 from .products import Exposure, AlignedRefs
 
 # %% auto #0
-__all__ = ['ANCHOR_TOL', 'box_medians', 'fix_bad_pixels', 'phase_ramp', 'fourier_shift_image', 'shifted_models', 'xcorr_start',
-           'gauss_newton', 'star_centre', 'default_weight', 'RefLibrary', 'ref_library', 'AlignPlan', 'plan_alignment',
-           'align_block', 'align_cube', 'repair', 'fit_weight', 'align_refs']
+__all__ = ['ANCHOR_TOL', 'ERR_SHIFT_TOL', 'box_medians', 'fix_bad_pixels', 'phase_ramp', 'fourier_shift_image', 'shifted_models',
+           'xcorr_start', 'gauss_newton', 'star_centre', 'default_weight', 'RefLibrary', 'ref_library', 'AlignPlan',
+           'plan_alignment', 'align_block', 'align_cube', 'repair', 'fit_weight', 'align_refs']
 
 # %% ../nbs/12_align_refs.ipynb #3ce752e8
 def box_medians(img:np.ndarray,  # (nimg, ny, nx) images
@@ -232,7 +232,17 @@ def ref_library(refs:np.ndarray,              # (N, ny, nx) reference images, ba
     return RefLibrary(tr(refs), tr(ref_err), shape)
 
 # %% ../nbs/12_align_refs.ipynb #a848b86d
+def _moved(spec, d, shape, out):
+    "Inverse FFT of `spec` (B, ny, nx//2+1) complex64 moved by d (B, 2) into `out` (B, ny, nx) float32."
+    ey = np.exp(-2j * np.pi * np.fft.fftfreq(shape[0])[None, :] * d[:, 1:]).astype(np.complex64)
+    ex = np.exp(-2j * np.pi * np.fft.rfftfreq(shape[1])[None, :] * d[:, :1]).astype(np.complex64)
+    f = spec * ey[:, :, None]
+    f *= ex[:, None, :]
+    out[...] = sfft.irfft2(f, s=shape, overwrite_x=True)
+    return out
+
 ANCHOR_TOL = 1e-4   # Gauss-Newton tolerance (pixels) of the e_m and f_n fits: the composed shift errs by ~1e-4 px at most
+ERR_SHIFT_TOL = 0.05  # pixels: integrations within this of the anchor (each axis) share the ERR moved onto the anchor
 
 @dataclass
 class AlignPlan:
@@ -241,6 +251,7 @@ class AlignPlan:
     k0: int              # index of the anchor integration
     anchor: np.ndarray   # (1, ny, nx//2+1) complex128 rfft2 of the anchor image
     f: np.ndarray        # (N, 2) shift (dx, dy) of each reference onto the anchor
+    err: np.ndarray|None = None  # (N, ny, nx) float32 references' ERR moved by f (onto the anchor), or None
 
 def plan_alignment(sci:np.ndarray,             # (M, ny, nx) science integrations, bad pixels repaired
                    lib:RefLibrary,             # from `ref_library`
@@ -258,12 +269,17 @@ def plan_alignment(sci:np.ndarray,             # (M, ny, nx) science integration
     anchor = sfft.rfft2(t0)[None]
     if base is not None:                        # references -> base anchor -> this anchor
         h = gauss_newton(base.anchor, t0, w0, xcorr_start(base.anchor, t0, w0), tol=ANCHOR_TOL)[0][0]
-        return AlignPlan(weight, k0, anchor, base.f + h)
-    f = np.empty((lib.nrefs, 2))
-    for i in range(0, lib.nrefs, batch):
-        sp = lib.spec[i:i + batch].astype(np.complex128)
-        f[i:i + batch] = gauss_newton(sp, t0, w0, xcorr_start(sp, t0, w0), tol=ANCHOR_TOL)[0]
-    return AlignPlan(weight, k0, anchor, f)
+        f = base.f + h
+    else:
+        f = np.empty((lib.nrefs, 2))
+        for i in range(0, lib.nrefs, batch):
+            sp = lib.spec[i:i + batch].astype(np.complex128)
+            f[i:i + batch] = gauss_newton(sp, t0, w0, xcorr_start(sp, t0, w0), tol=ANCHOR_TOL)[0]
+    err = None
+    if lib.espec is not None:                   # the ERR moved onto the anchor, once
+        err = np.empty((lib.nrefs,) + lib.shape, np.float32)
+        for i in range(0, lib.nrefs, batch): _moved(lib.espec[i:i + batch], f[i:i + batch], lib.shape, err[i:i + batch])
+    return AlignPlan(weight, k0, anchor, f, err)
 
 # %% ../nbs/12_align_refs.ipynb #449b09af
 def _scales(X, wt, w):
@@ -272,15 +288,6 @@ def _scales(X, wt, w):
     num = (Xf @ wt).astype(np.float64)
     den = np.einsum("bp,bp->b", Xf * w, Xf, dtype=np.float64)
     return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
-
-def _moved(spec, d, shape, out):
-    "Inverse FFT of `spec` (B, ny, nx//2+1) complex64 moved by d (B, 2) into `out` (B, ny, nx) float32."
-    ey = np.exp(-2j * np.pi * np.fft.fftfreq(shape[0])[None, :] * d[:, 1:]).astype(np.complex64)
-    ex = np.exp(-2j * np.pi * np.fft.rfftfreq(shape[1])[None, :] * d[:, :1]).astype(np.complex64)
-    f = spec * ey[:, :, None]
-    f *= ex[:, None, :]
-    out[...] = sfft.irfft2(f, s=shape, overwrite_x=True)
-    return out
 
 def align_block(sci:np.ndarray,             # (c, ny, nx) a block of science integrations, bad pixels repaired
                 lib:RefLibrary,             # from `ref_library`
@@ -306,6 +313,7 @@ def align_block(sci:np.ndarray,             # (c, ny, nx) a block of science int
             return
         e = gauss_newton(plan.anchor, t, w, xcorr_start(plan.anchor, t, w), tol=ANCHOR_TOL)[0][0]
         w32, wt32 = w.ravel().astype(np.float32), (w * t).ravel().astype(np.float32)
+        near = plan.err is not None and np.abs(e).max() <= ERR_SHIFT_TOL and method == "compose"
         for i in range(0, N, batch):
             sl = slice(i, min(N, i + batch))
             d = e + plan.f[sl]
@@ -316,8 +324,8 @@ def align_block(sci:np.ndarray,             # (c, ny, nx) a block of science int
             X *= a[:, None, None].astype(np.float32)
             shifts[m, sl] = np.column_stack([d, a])
             if oerr is not None:
-                E = _moved(lib.espec[sl], d, shape, oerr[m, sl])
-                E *= np.abs(a)[:, None, None].astype(np.float32)
+                if near: E = np.multiply(plan.err[sl], np.abs(a)[:, None, None].astype(np.float32), out=oerr[m, sl])
+                else: E = _moved(lib.espec[sl], d, shape, oerr[m, sl]); E *= np.abs(a)[:, None, None].astype(np.float32)
                 np.abs(E, out=E)
     if workers > 1:
         with ThreadPoolExecutor(workers) as pool: list(pool.map(one, range(c)))
