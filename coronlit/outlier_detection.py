@@ -24,41 +24,74 @@ def median_mask(sci:np.ndarray, # (nints, ny, nx) data
                 maskpt:float=0.7, # fraction of the mean good weight below which a pixel is left out of the median
                ) -> np.ndarray:
     "True where a pixel may enter the median over integrations (jwst's weight threshold, plus finite data)."
-    weight = ((np.asarray(dq) & DO_NOT_USE) == 0).astype(np.float32)
-    mean_w = weight[weight > 0].mean() if (weight > 0).any() else 0.0
-    return (weight >= maskpt * mean_w) & (weight > 0) & np.isfinite(sci)
+    good = (np.asarray(dq) & DO_NOT_USE) == 0     # weight 1, DO_NOT_USE weight 0: the mean good weight is 1
+    return good & np.isfinite(sci) if maskpt <= 1 else np.zeros(good.shape, bool)
 
 # %% ../nbs/10_outlier_detection.ipynb #663b1c2d
+def _sorted_pixels(cube:np.ndarray, # (nints, ...) values, NaN where a value must be ignored
+                   count:bool=True,  # also count the finite values of each pixel (else `k` is None)
+                  ) -> tuple:
+    "`(s, k)`: each pixel's values sorted (NaN last), as the rows of a (npix, nints) array, and their finite count."
+    s = np.ascontiguousarray(np.reshape(cube, (len(cube), -1)).T)   # pixel-major: sorting short contiguous rows is fast
+    s.sort(axis=1)
+    return s, np.count_nonzero(np.isfinite(s), axis=1) if count else None
+
+def _at(s:np.ndarray, # (npix, nints) C-contiguous
+        j:np.ndarray, # (npix,) index in each row (clipped to the row)
+        dtype=None,   # type of the result (None: that of `s`)
+       ) -> np.ndarray:
+    "`s[p, j[p]]` for every row p."
+    n = s.shape[1]
+    v = s.reshape(-1).take(np.arange(0, s.size, n) + np.clip(j, 0, n - 1))
+    return v if dtype is None else v.astype(dtype)
+
+def _median_sorted(s:np.ndarray, # (npix, nints) rows sorted, NaN last
+                   k:np.ndarray, # (npix,) number of finite values per row
+                   dtype=None,   # type the two middle values are averaged in (None: that of `s`)
+                  ) -> np.ndarray:
+    "(npix,) median of the `k` finite values of each row (NaN where k = 0)."
+    med = 0.5 * (_at(s, (k - 1) // 2, dtype) + _at(s, k // 2, dtype))
+    med[k == 0] = np.nan
+    return med
+
 def nanmedian0(cube:np.ndarray # (nints, ny, nx), NaN where a value must be ignored
               ) -> tuple:
     "Median over axis 0 ignoring NaN, and the number of finite values per pixel: `(median, count)`."
-    s = np.sort(cube, axis=0)
-    k = np.isfinite(cube).sum(0)
-    lo, hi = np.clip((k - 1) // 2, 0, None), k // 2
-    hi = np.minimum(hi, cube.shape[0] - 1)
-    med = 0.5 * (np.take_along_axis(s, lo[None], 0)[0] + np.take_along_axis(s, hi[None], 0)[0])
-    med[k == 0] = np.nan
-    return med, k
+    s, k = _sorted_pixels(cube)
+    return _median_sorted(s, k).reshape(cube.shape[1:]), k.reshape(cube.shape[1:])
 
 # %% ../nbs/10_outlier_detection.ipynb #614c4808
+def _loo_parts(s:np.ndarray, # (npix, nints) rows sorted, NaN last
+               k:np.ndarray, # (npix,) number of finite values per row
+              ) -> tuple:
+    "`(lo, hi, mid, up, down)` per row, float64: what `_loo_median` needs to leave one finite value out of the median."
+    lo, hi = (k - 2) // 2, (k - 1) // 2                            # the middle of the k - 1 others
+    slo, shi, slo1, shi1 = (_at(s, j, np.float64) for j in (lo, hi, lo + 1, hi + 1))
+    mid = 0.5 * (slo + shi1)                                       # the value left out is between lo and hi
+    return slo, shi, mid, 0.5 * (slo + shi) - mid, 0.5 * (slo1 + shi1) - mid
+
+def _loo_median(v:np.ndarray, # (npix,) one finite value per pixel, from the sorted rows of `_loo_parts`
+                parts:tuple   # `_loo_parts`
+               ) -> np.ndarray:
+    "The median of the other values of each pixel: it only depends on where `v` stands among the two middle values."
+    slo, shi, mid, up, down = parts
+    m = mid + (v > shi) * up                                       # v above the middle: the lower middle values remain
+    m += (v <= slo) * down                                         # v at or below: the upper ones
+    return m
+
 def median_of_others(cube:np.ndarray, # (nints, ny, nx), NaN where a value must be ignored
                      min_others:int=1 # fewer usable other integrations than this -> NaN
                     ) -> np.ndarray:
     "For each integration, the NaN-ignoring median of the *other* integrations (same shape as `cube`)."
     n = cube.shape[0]
-    order = np.argsort(cube, axis=0)
-    s = np.take_along_axis(cube, order, 0)
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(n)[:, None, None], order.shape), 0)
-    k = np.isfinite(cube).sum(0)
-    out = np.empty(cube.shape, np.float64)
+    s, k = _sorted_pixels(cube)
+    every, parts = _median_sorted(s, k), _loo_parts(s, k)
+    v, out = np.reshape(cube, (n, -1)), np.empty((n, s.shape[0]), np.float64)
     for i in range(n):
-        own = np.isfinite(cube[i])
-        ko = k - own
-        idx = [np.clip(np.where(own & (j >= rank[i]), j + 1, j), 0, n - 1) for j in ((ko - 1) // 2, ko // 2)]
-        out[i] = 0.5 * sum(np.take_along_axis(s, j[None], 0)[0] for j in idx)
-        out[i][ko < max(min_others, 1)] = np.nan
-    return out
+        own = np.isfinite(v[i])
+        out[i] = np.where(own, _loo_median(v[i], parts).astype(every.dtype), every)
+        out[i][k - own < max(min_others, 1)] = np.nan
+    return out.reshape(cube.shape)
 
 # %% ../nbs/10_outlier_detection.ipynb #225e4425
 def spectrum(img:np.ndarray, # (ny, nx) finite image
@@ -70,19 +103,77 @@ def spectrum(img:np.ndarray, # (ny, nx) finite image
                 kx=2j * np.pi * sfft.rfftfreq(p.shape[1])[None, :], padded=p.shape, pad=pad, shape=np.shape(img))
 
 # %% ../nbs/10_outlier_detection.ipynb #cba885c7
+def _shifted(sp:dict,             # a `spectrum`
+             dx:float, dy:float,  # shift, pixels
+             derivs:bool=True,    # also d/dx and d/dy
+             out:np.ndarray|None=None, # (3 or 1, ny, nx) to write the images into
+            ) -> np.ndarray:
+    "(3 or 1, ny, nx): the shifted image (and its derivatives), inverse-transformed along y, then x."
+    (ny, nx), pad, px = sp["shape"], sp["pad"], sp["padded"][1]
+    if out is None: out = np.empty((3 if derivs else 1, ny, nx))
+    Fy, ex = sp["F"] * np.exp(-sp["ky"] * dy), np.exp(-sp["kx"] * dx)  # the phase ramp is separable
+    cols = lambda G: sfft.ifft(G, axis=0)[pad:pad + ny] * ex       # along y, keeping the image's rows only
+    rows = lambda X: sfft.irfft(X, px, axis=1)[:, pad:pad + nx]    # then along x
+    out[0] = rows(X := cols(Fy))
+    if derivs: out[1], out[2] = rows(X * sp["kx"]), rows(cols(Fy * sp["ky"]))   # d/dx shares the transform along y
+    return out
+
 def fourier_shift(img,            # (ny, nx) finite image, or its `spectrum` (faster when shifted many times)
                   dx:float=0.0,   # shift along x (columns), pixels
                   dy:float=0.0,   # shift along y (rows), pixels
                   derivs:bool=True, # also return the derivatives
                  ) -> tuple:
     "`(shifted, d/dx, d/dy)`: `img` moved by (dx, dy) with Fourier interpolation, and its spatial derivatives."
-    sp = img if isinstance(img, dict) else spectrum(img)
-    Fs = sp["F"] * np.exp(-(sp["kx"] * dx + sp["ky"] * dy))
-    (ny, nx), pad = sp["shape"], sp["pad"]
-    back = lambda G: sfft.irfft2(G, sp["padded"])[pad:pad + ny, pad:pad + nx]
-    return (back(Fs), back(Fs * sp["kx"]), back(Fs * sp["ky"])) if derivs else (back(Fs),)
+    return tuple(_shifted(img if isinstance(img, dict) else spectrum(img), dx, dy, derivs))
 
 # %% ../nbs/10_outlier_detection.ipynb #e907ce47
+def _design(sp:dict,             # `spectrum` of the reference
+            dx:float, dy:float,  # shift, pixels
+           ) -> np.ndarray:
+    "(4, npix) the fit's linear model at (dx, dy): shifted reference, its d/dx and d/dy, and 1."
+    ny, nx = sp["shape"]
+    A = np.empty((4, ny * nx))
+    _shifted(sp, dx, dy, out=A[:3].reshape(3, ny, nx))
+    A[3] = 1.0
+    return A
+
+def _jitter_setup(sp:dict,       # `spectrum` of the reference
+                  e2:np.ndarray, # (ny, nx) noise variance per pixel (0: do not use)
+                 ) -> dict:
+    "What the fits of all integrations share: weights 1/e2, and the model and normal matrix at zero shift."
+    pos = np.ravel(e2) > 0
+    inv = np.where(pos, 1.0 / np.where(pos, np.ravel(e2), 1.0), 0.0)
+    first = _design(sp, 0.0, 0.0)
+    fw = first * inv
+    return dict(sp=sp, inv=inv, sinv=np.sqrt(inv), pos=pos, first=first, fw=fw, nall=fw @ first.T)
+
+def _fit(img:np.ndarray, # (ny, nx) one integration (NaN: not usable)
+         js:dict,        # `_jitter_setup`
+         niter:int=2,    # Gauss-Newton steps
+         snr:float=5.0,  # clipping threshold, sigma
+        ) -> tuple:
+    "`fit_jitter` with the shared parts precomputed."
+    d = np.array(img, np.float64).ravel()
+    fin = np.isfinite(d)
+    d[~fin] = 0.0
+    w = w0 = np.where(fin, js["inv"], 0.0)
+    lost = np.flatnonzero(~fin & js["pos"])
+    scale, dx, dy, off = 1.0, 0.0, 0.0, 0.0
+    for it in range(niter):
+        A = js["first"] if dx == 0 and dy == 0 else _design(js["sp"], dx, dy)
+        if it == 0 and len(lost) < d.size // 4:      # first step, at zero shift: all pixels' matrix minus the lost ones
+            N, b = js["nall"] - js["fw"][:, lost] @ js["first"][:, lost].T, js["fw"] @ d
+        else:
+            Aw = A * w
+            N, b = Aw @ A.T, Aw @ d                  # weighted normal equations
+        try: sol = np.linalg.solve(N, b)
+        except np.linalg.LinAlgError: break
+        scale, bx, by, off = sol
+        if scale == 0: break
+        dx, dy = dx - bx / scale, dy - by / scale    # d shift(ref, dx)/d dx = -grad(ref)
+        if it < niter - 1: w = np.where(np.abs(d - sol @ A) * js["sinv"] > snr, 0.0, w0)
+    return float(scale), float(dx), float(dy), float(off)
+
 def fit_jitter(img:np.ndarray,    # (ny, nx) one integration (NaN: not usable)
                ref,               # (ny, nx) finite reference image (the median, gaps filled), or its `spectrum`
                e2:np.ndarray,     # (ny, nx) noise variance per pixel (0: do not use)
@@ -90,21 +181,7 @@ def fit_jitter(img:np.ndarray,    # (ny, nx) one integration (NaN: not usable)
                snr:float=5.0,     # clipping threshold, sigma
               ) -> tuple:
     "`(scale, dx, dy, offset)` such that `img ~ scale * shift(ref, dx, dy) + offset`."
-    if not isinstance(ref, dict): ref = spectrum(ref)
-    good = np.isfinite(img) & (e2 > 0)
-    w0 = np.where(good, 1.0 / np.where(e2 > 0, e2, 1.0), 0.0).ravel()
-    d, w = np.nan_to_num(img).ravel(), w0.copy()
-    scale, dx, dy, off = 1.0, 0.0, 0.0, 0.0
-    for _ in range(niter):
-        s, gx, gy = fourier_shift(ref, dx, dy)
-        A = np.stack([s.ravel(), gx.ravel(), gy.ravel(), np.ones(s.size)], 1)
-        Aw = A * w[:, None]
-        try: scale, bx, by, off = np.linalg.solve(Aw.T @ A, Aw.T @ d)      # weighted normal equations
-        except np.linalg.LinAlgError: break
-        if scale == 0: break
-        dx, dy = dx - bx / scale, dy - by / scale        # d shift(ref, dx)/d dx = -grad(ref)
-        w = np.where(np.abs(d - A @ [scale, bx, by, off]) * np.sqrt(w0) > snr, 0.0, w0)
-    return float(scale), float(dx), float(dy), float(off)
+    return _fit(img, _jitter_setup(ref if isinstance(ref, dict) else spectrum(ref), e2), niter, snr)
 
 # %% ../nbs/10_outlier_detection.ipynb #21e0aef3
 def fill_gaps(img:np.ndarray # (ny, nx) image with NaN gaps
@@ -120,41 +197,74 @@ def fill_gaps(img:np.ndarray # (ny, nx) image with NaN gaps
     return np.where(bad, fill, img)
 
 # %% ../nbs/10_outlier_detection.ipynb #bdb5c557
+def _remove_jitter(cube:np.ndarray,   # (nints, ny, nx) data, NaN where not usable
+                   median:np.ndarray, # (ny, nx) median over the integrations
+                   e2:np.ndarray,     # (ny, nx) noise variance per pixel
+                   dtype=None,        # type of the result (None: that of `cube`)
+                  ) -> tuple:
+    "`remove_jitter`, with the result in `dtype`."
+    ref = fill_gaps(median)
+    js = _jitter_setup(spectrum(ref), e2)
+    out, fits = np.empty(cube.shape, dtype or cube.dtype), np.empty((len(cube), 4))
+    for i, img in enumerate(cube):
+        scale, dx, dy, off = fits[i] = _fit(img, js)
+        m = _shifted(js["sp"], dx, dy, derivs=False)[0]
+        m *= scale; m += off; m -= ref
+        np.subtract(img, m, out=out[i])               # img - (scale * shift(ref) + off - ref)
+    return out, fits
+
 def remove_jitter(cube:np.ndarray,   # (nints, ny, nx) data, NaN where not usable
                   median:np.ndarray, # (ny, nx) median over the integrations
                   e2:np.ndarray,     # (ny, nx) noise variance per pixel
                  ) -> tuple:
     "`(cube moved onto the median's position, fits (nints, 4) of scale, dx, dy, offset)`."
-    ref = fill_gaps(median)
-    sp = spectrum(ref)
-    out, fits = np.empty_like(cube), []
-    for i, img in enumerate(cube):
-        scale, dx, dy, off = p = fit_jitter(img, sp, e2)
-        out[i] = img - (scale * fourier_shift(sp, dx, dy, derivs=False)[0] + off - ref)
-        fits.append(p)
-    return out, np.array(fits)
+    return _remove_jitter(cube, median, e2)
 
 # %% ../nbs/10_outlier_detection.ipynb #20f7a26f
 def typical_variance(err:np.ndarray,   # (nints, ny, nx) ERR
                      usable:np.ndarray # (nints, ny, nx) bool: values that enter the median
                     ) -> np.ndarray:
     "Median of ERR^2 over the usable integrations of each pixel, (ny, nx) (0 where none)."
-    e2 = np.asarray(err, np.float64) ** 2
-    return np.nan_to_num(nanmedian0(np.where(usable & np.isfinite(e2), e2, np.nan))[0])
+    err = np.asarray(err)
+    single = err.dtype == np.float32   # then sort |ERR| (the order of ERR^2) and square the middle values exactly
+    v = np.abs(err) if single else np.asarray(err, np.float64) ** 2
+    s, k = _sorted_pixels(np.where(usable & np.isfinite(v), v, np.nan))
+    lo, hi = _at(s, (k - 1) // 2, np.float64), _at(s, k // 2, np.float64)
+    med = 0.5 * (lo * lo + hi * hi) if single else 0.5 * (lo + hi)
+    return np.nan_to_num(np.where(k > 0, med, np.nan)).reshape(err.shape[1:])
 
 # %% ../nbs/10_outlier_detection.ipynb #312b9d35
+def _median3(img:np.ndarray # (ny, nx) finite image
+            ) -> np.ndarray:
+    "`ndimage.median_filter(img, 3, mode='nearest')`, faster: a 19-exchange sorting network on the 9 shifted images."
+    p, (ny, nx) = np.pad(img, 1, mode="edge"), img.shape
+    q = [p[i:i + ny, j:j + nx] for i in range(3) for j in range(3)]
+    for a, b in ((1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
+                 (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2)):
+        q[a], q[b] = np.minimum(q[a], q[b]), np.maximum(q[a], q[b])
+    return q[4]
+
+def _ratio(mad:np.ndarray, # (ny, nx) median |data - median| over the integrations
+           n:np.ndarray,   # (ny, nx) number of usable integrations
+           e2:np.ndarray,  # (ny, nx) typical ERR^2
+           smooth:int=3,   # size of the median filter (0: none)
+          ) -> tuple:
+    "`scatter_ratio` from the MAD."
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mad = 1.4826 * mad * n / np.maximum(n - 0.8, 0.2)   # small-sample factor
+        ratio = np.nan_to_num(mad ** 2 / e2, nan=1.0, posinf=1.0)
+    if smooth: ratio = _median3(ratio) if smooth == 3 else ndimage.median_filter(ratio, size=smooth, mode="nearest")
+    return ratio, (2.33 / np.sqrt(np.maximum(n, 1))) * (1.25 / smooth if smooth else 1.0)
+
 def scatter_ratio(cube:np.ndarray,   # (nints, ny, nx) data, NaN where not usable
                   median:np.ndarray, # (ny, nx) median over the usable integrations
                   e2:np.ndarray,     # (ny, nx) typical ERR^2 (`typical_variance`)
                   smooth:int=3,      # size of the median filter (0: none)
                  ) -> tuple:
     "`(ratio, uncertainty)`: (1.4826 MAD)^2 / ERR^2 over the integrations, median-filtered, and its 1-sigma noise."
-    n = np.isfinite(cube).sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mad = 1.4826 * nanmedian0(np.abs(cube - median))[0] * n / np.maximum(n - 0.8, 0.2)  # small-sample factor
-        ratio = np.nan_to_num(mad ** 2 / e2, nan=1.0, posinf=1.0)
-    if smooth: ratio = ndimage.median_filter(ratio, size=smooth, mode="nearest")
-    return ratio, (2.33 / np.sqrt(np.maximum(n, 1))) * (1.25 / smooth if smooth else 1.0)
+    with np.errstate(invalid="ignore"):
+        mad = nanmedian0(np.abs(cube - median))[0]
+    return _ratio(mad, np.isfinite(cube).sum(0), e2, smooth)
 
 # %% ../nbs/10_outlier_detection.ipynb #12b6d96a
 def excess_variance(ratio:np.ndarray, # (ny, nx) from `scatter_ratio`
@@ -177,25 +287,38 @@ def outlier_scores(sci:np.ndarray,   # (nints, ny, nx) SCI
                    jitter:bool=True, # take each integration's shift and scale out first (`remove_jitter`)
                   ) -> tuple:
     "`(z, quiet)`: (data - median) / sigma per pixel and integration (NaN: no test), and the (ny, nx) quiet pixels."
-    sci = np.asarray(sci, np.float64)
+    sci = np.asarray(sci)
+    n, shape = sci.shape[0], sci.shape[1:]
     usable = median_mask(sci, dq, maskpt)
-    cube = np.where(usable, sci, np.nan)
-    med, k = nanmedian0(cube)
+    cube = np.where(usable, sci, np.nan)                  # in the data's precision; the medians are float64
+    s, k = _sorted_pixels(cube, count=False)[0], np.count_nonzero(np.reshape(usable, (n, -1)), axis=0)
+    med = _median_sorted(s, k, np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         if not robust:
-            return (sci - med) / np.nan_to_num(np.asarray(err, np.float64)), np.zeros(med.shape, bool)
+            sci = np.asarray(sci, np.float64)
+            return (sci - med.reshape(shape)) / np.nan_to_num(np.asarray(err, np.float64)), np.zeros(shape, bool)
         e2 = typical_variance(err, usable)
         if jitter:
-            cube = remove_jitter(cube, med, e2)[0]
-            med, k = nanmedian0(cube)
-        loo = median_of_others(cube, min_others)
-        use_loo = np.isfinite(loo)
-        ratio, noise = scatter_ratio(cube, med, e2)
+            del s
+            cube, fits = _remove_jitter(cube, med.reshape(shape), e2, np.float64)
+            s = _sorted_pixels(cube, count=False)[0]
+            if not np.isfinite(fits).all(): k = np.count_nonzero(np.isfinite(s), axis=1)   # else the same k
+            med = _median_sorted(s, k, np.float64)
+        # one sort gives the median, the leave-one-out medians and, sorting the deviations, the MAD
+        slo, shi, mid, up, down = _loo_parts(s, k)
+        dev = np.subtract(s, med[:, None], out=s if s.dtype == np.float64 else None)
+        np.abs(dev, out=dev)
+        dev.sort(axis=1)
+        ratio, noise = _ratio(_median_sorted(dev, k).reshape(shape), k.reshape(shape), e2)
         exc = excess_variance(ratio, noise, e2)
-        sigma = np.sqrt(e2 * (1 + np.pi / 2 / np.maximum(np.where(use_loo, k - 1, k), 1)) + exc)
-        z = (cube - np.where(use_loo, loo, med)) / np.where(sigma > 0, sigma, np.nan)
-    z[:, k < 3] = np.nan
-    return z, (exc == 0) & (ratio < 1 + 2 * noise) & (k >= 3)
+        use_loo = k - 1 >= max(min_others, 1)             # else the median of all
+        mid, up, down = np.where(use_loo, mid, med), np.where(use_loo, up, 0.0), np.where(use_loo, down, 0.0)
+        sigma = np.sqrt(e2.ravel() * (1 + np.pi / 2 / np.maximum(np.where(use_loo, k - 1, k), 1)) + exc.ravel())
+        sigma = np.where((sigma > 0) & (k >= 3), sigma, np.nan)
+        v, z = np.reshape(cube, (n, -1)), dev.reshape(n, -1)   # z is written over the deviations
+        for i in range(n):                                # one integration at a time: the temporaries stay in cache
+            np.divide(v[i] - _loo_median(v[i], (slo, shi, mid, up, down)), sigma, out=z[i])
+    return z.reshape(cube.shape), (exc == 0) & (ratio < 1 + 2 * noise) & (k.reshape(shape) >= 3)
 
 # %% ../nbs/10_outlier_detection.ipynb #c3370c47
 def cosmic_ray_flags(z:np.ndarray,      # (nints, ny, nx) scores (NaN: no test)
@@ -205,22 +328,26 @@ def cosmic_ray_flags(z:np.ndarray,      # (nints, ny, nx) scores (NaN: no test)
                      snr_track:float|None=2.5, # pixels above this form groups/tracks (None: off)
                     ) -> np.ndarray:
     "Boolean (nints, ny, nx) outliers: seeds above `snr`, their significant neighbours, and faint tracks."
-    z = np.nan_to_num(z, nan=0.0)
-    seeds = np.abs(z) > snr
     lows = [t for t in (snr_grow, snr_track) if t is not None]
-    if not lows: return seeds
+    z = np.asarray(z) if min([snr, *lows]) >= 0 else np.nan_to_num(z, nan=0.0)   # NaN fails every test
+    flags = z > snr
+    flags |= z < -snr                                              # seeds
+    if not lows: return flags
     cand = z > min(lows)
     plane = np.zeros((3, 3, 3), bool); plane[1] = True            # 8 neighbours, within one integration
     lab, n = ndimage.label(cand, plane)
-    if n == 0: return seeds
-    per = lambda a: np.r_[0, ndimage.sum(a, lab, np.arange(1, n + 1))]   # per-group sums, index = label
-    flags = seeds.copy()
+    if n == 0: return flags
+    at = np.flatnonzero(cand)                                      # the few candidates, with their group labels
+    g, zc, seed = lab.ravel()[at], z.ravel()[at], flags.ravel()[at]
+    per = lambda m, w=None: np.bincount(g[m], None if w is None else w[m], minlength=n + 1)  # per-group sums
+    new = np.zeros(at.shape, bool)
     if snr_grow is not None:
-        flags |= cand & (z > snr_grow) & (per(seeds & cand)[lab] > 0)
+        new |= (zc > snr_grow) & (per(seed)[g] > 0)
     if snr_track is not None:
-        faint = cand & ~seeds & (z > snr_track) & quiet[None]
-        nf, sf = per(faint), per(np.where(faint, z, 0.0))
-        flags |= faint & (nf[lab] >= 2) & (sf[lab] > snr * np.sqrt(np.maximum(nf[lab], 1)))
+        faint = ~seed & (zc > snr_track) & np.ravel(np.asarray(quiet, bool))[at % np.size(quiet)]
+        nf, sf = per(faint), per(faint, zc)
+        new |= faint & (nf[g] >= 2) & (sf[g] > snr * np.sqrt(np.maximum(nf[g], 1)))
+    flags.reshape(-1)[at[new]] = True
     return flags
 
 # %% ../nbs/10_outlier_detection.ipynb #da20d41d
@@ -250,12 +377,13 @@ def apply_outlier_flags(exp, # `coronlit.products.Exposure`
                        ):
     "A copy of `exp` with DQ |= DO_NOT_USE|OUTLIER at `flags`, and NaN/DO_NOT_USE made consistent across SCI/ERR/VAR_*."
     out = exp.copy()
-    dq = out.dq | np.where(flags, np.uint32(DO_NOT_USE | OUTLIER), np.uint32(0))
+    out.dq = dq = np.asarray(out.dq, np.uint32)
+    np.bitwise_or(dq, np.uint32(DO_NOT_USE | OUTLIER), out=dq, where=np.asarray(flags, bool))
     arrays = [out.sci, out.err] + [v for v in out.var.values() if v.shape == out.sci.shape]
-    bad = ((dq & DO_NOT_USE) != 0) | np.logical_or.reduce([np.isnan(a) for a in arrays])
-    dq[bad] |= np.uint32(DO_NOT_USE)
-    for a in arrays: a[bad] = np.nan
-    out.dq = dq.astype(np.uint32)
+    bad = (dq & np.uint32(DO_NOT_USE)) != 0
+    for a in arrays: bad |= np.isnan(a)
+    np.bitwise_or(dq, np.uint32(DO_NOT_USE), out=dq, where=bad)
+    for a in arrays: np.copyto(a, np.nan, where=bad)
     return out
 
 # %% ../nbs/10_outlier_detection.ipynb #73028f44
