@@ -296,13 +296,15 @@ def align_block(sci:np.ndarray,             # (c, ny, nx) a block of science int
                 method:str="compose",       # "compose": shifts e_m + f_n; "fit": refine each pair by Gauss-Newton
                 batch:int=16,               # references per FFT batch
                 tol:float=1e-3,             # Gauss-Newton tolerance of `method="fit"`, pixels
-                workers:int=1               # threads (integrations in parallel)
+                workers:int=1,              # threads (integrations in parallel)
+                out:tuple|None=None,        # (sci, err) float32 buffers of at least (c, N, ny, nx) to fill (reused memory)
                ) -> tuple:
     "Aligned references (c, N, ny, nx) float32, their ERR (or None), and shifts (c, N, 3) = (dx, dy, scale)."
     if method not in ("compose", "fit"): raise InputError(f"align method must be 'compose' or 'fit', not {method!r}")
     c, N, shape = len(sci), lib.nrefs, lib.shape
-    out = np.empty((c, N) + shape, np.float32)
-    oerr = None if lib.espec is None else np.empty((c, N) + shape, np.float32)
+    bufs = out
+    out = np.empty((c, N) + shape, np.float32) if bufs is None else bufs[0][:c]
+    oerr = None if lib.espec is None else np.empty((c, N) + shape, np.float32) if bufs is None else bufs[1][:c]
     shifts = np.empty((c, N, 3))
     def one(m):                             # writes only out[m], oerr[m], shifts[m]: safe in parallel
         t = np.asarray(sci[m], np.float64)

@@ -6,7 +6,7 @@ Docs: https://coronlit.github.io/coronlit/pipeline.html.md"""
 
 # %% ../nbs/20_pipeline.ipynb #b258a04a
 from __future__ import annotations
-import time, warnings
+import ctypes, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,10 +85,22 @@ class Coron3Result:
         return f"Coron3Result({self.asn.product_name}: {len(self.psfsub)} psfsub, {n} files written)"
 
 # %% ../nbs/20_pipeline.ipynb #d87143d4
+def _trim():
+    "Give freed heap memory back to the system (glibc's malloc_trim, as Dask workers do; elsewhere nothing)."
+    global _libc
+    if _libc is None:
+        try: _libc = ctypes.CDLL("libc.so.6")
+        except OSError: _libc = False
+    if _libc: _libc.malloc_trim(0)
+
+_libc = None
+
 class _Timer:
     "Accumulate wall and CPU time (of this thread: the writer thread counts its own) of a step into two dicts."
     def __init__(self, res, step): self.res, self.step = res, step
-    def __enter__(self): self.t0, self.c0 = time.perf_counter(), time.thread_time()
+    def __enter__(self):
+        _trim()
+        self.t0, self.c0 = time.perf_counter(), time.thread_time()
     def __exit__(self, *a): _add(self.res, self.step, time.perf_counter() - self.t0, time.thread_time() - self.c0)
 
 def _add(res, step, wall, cpu):
@@ -122,8 +134,9 @@ class Library:
     method: str = "compose"   # alignment method (see `align_block`)
     fft_workers: int = 1      # FFT threads inside a block
     writer: object = None     # a `BackgroundWriter` for the slabs (in this process only: not sent to other processes)
+    buffers: object = None    # a queue of reusable block buffers (or None tokens, allocated on first use), this process only
 
-    def __getstate__(self): return {**self.__dict__, "writer": None}
+    def __getstate__(self): return {**self.__dict__, "writer": None, "buffers": None}
 
 @dataclass
 class Block:
@@ -253,8 +266,15 @@ def process_block(blk:Block,     # the integrations to do
                  ) -> BlockResult:
     "Align every reference onto each integration of the block, stream the slab to its file, and KLIP-subtract."
     c0, w0 = time.thread_time(), time.perf_counter()
+    lay = shared.layouts[blk.k]
+    bufs = None
+    if lay is not None and shared.buffers is not None:   # reuse a block's memory instead of fresh pages every block
+        bufs = shared.buffers.get()
+        shape = (len(blk.s), shared.lib.nrefs) + shared.lib.shape
+        if bufs is None or bufs[0].shape[0] < shape[0] or bufs[0].shape[1:] != shape[1:]:
+            bufs = (np.empty(shape, np.float32), np.empty(shape, np.float32))
     al, er, sh = align_block(blk.s, shared.lib, shared.plans[blk.k], blk.good, method=shared.method,
-                             workers=shared.fft_workers)
+                             workers=shared.fft_workers, out=bufs)
     c1, w1 = time.thread_time(), time.perf_counter()
     c, (ny, nx), nt = len(al), al.shape[-2:], len(shared.truncs)
     res, nvar = np.full((nt, c, ny * nx), np.nan, np.float32), np.zeros((nt, c, ny * nx), np.float32)
@@ -270,10 +290,12 @@ def process_block(blk:Block,     # the integrations to do
         res[:, i], nvar[:, i], ev = out
         eig[i, :ev.size] = ev
     c2, w2 = time.thread_time(), time.perf_counter()
-    lay = shared.layouts[blk.k]
     if lay is not None:                     # KLIP is done with them: convert to FITS byte order in place, no copy
         big = lambda x: x.byteswap(inplace=True).view(x.dtype.newbyteorder(">"))
-        job = lambda: write_slab(lay, blk.m0, big(al), big(er))
+        def job():
+            try: write_slab(lay, blk.m0, big(al), big(er))
+            finally:
+                if bufs is not None: shared.buffers.put(bufs)      # the buffers are free again
         if shared.writer is None: job()
         else: shared.writer.submit(job)     # in the background: the next block is computed meanwhile
     c3, w3 = time.thread_time(), time.perf_counter()
@@ -305,6 +327,14 @@ def block_size(nrefs:int,        # reference images
     per = nrefs * int(np.prod(shape)) * 4 * 2
     return int(max(1, min(nints, block_mb * 2**20 // per)))
 
+def _buffer_pool(n:int # buffer sets: blocks computed at once + the one being written
+                ):
+    "A queue of `n` tokens for reusable block buffers (each allocated by the first block that takes it)."
+    import queue
+    q = queue.Queue()
+    for _ in range(n): q.put(None)
+    return q
+
 # %% ../nbs/20_pipeline.ipynb #0c1d62d2
 def finish_klip(sci:Exposure,   # the science exposure (crfints)
                 results:list,   # its BlockResults, in integration order
@@ -313,10 +343,15 @@ def finish_klip(sci:Exposure,   # the science exposure (crfints)
                ):
     "The psfsub Exposure (or list, one per truncation) from the blocks of one exposure."
     out = np.concatenate([r.res for r in results], axis=1)
-    nvar = np.concatenate([r.nvar for r in results], axis=1) + np.nan_to_num(np.asarray(sci.err, np.float64)) ** 2
+    err = np.concatenate([r.nvar for r in results], axis=1)         # float32, turned into the ERR in place
+    e2 = np.nan_to_num(np.asarray(sci.err, np.float32))
+    err += np.square(e2, out=e2)
+    del e2
     eig = np.concatenate([r.eig for r in results])
-    err = np.sqrt(nvar + np.stack([missed_variance(r, v, box)[None] for r, v in zip(out, nvar)]))
-    err = np.where(np.isnan(out), np.nan, err)
+    for r, v in zip(out, err):                                      # one truncation at a time
+        v += missed_variance(r, v, box).astype(np.float32)
+        np.sqrt(v, out=v)
+        v[np.isnan(r)] = np.nan
     if np.ndim(truncate) == 0: return _psfsub(sci, out[0], err[0], eig, truncate)
     return [_psfsub(sci, r, e, eig, k) for r, e, k in zip(out, err, truncate)]
 
@@ -417,12 +452,14 @@ def coron3(asn,                         # path to a coron3 ASN json, or an `Asso
                                           stack.primary, stack.header, stack.dq, {**prov, "steps": st_align}, inputs)
                                for exp, m in zip(science, asn.science)]
             shared = Library(lib, bad_mask(stack.dq, kbits).any(0).ravel(), stack.dq.astype(np.uint32, copy=False), plans,
-                             [q.layout for q in streams] or [None] * len(science), truncs, grams, align_method, writer=writer)
+                             [q.layout for q in streams] or [None] * len(science), truncs, grams, align_method, writer=writer,
+                             buffers=_buffer_pool(workers + 1) if writer and mapper is None else None)
             run = mapper or (thread_mapper(workers) if workers > 1 else serial_mapper)
             todo = tqdm(items, desc="blocks (align_refs + klip)", disable=not progress) if run is serial_mapper else items
             results = run(process_block, todo, shared)
             if writer:
                 with _Timer(res, "write_wait"): writer.wait()   # every slab is in its file
+            shared.buffers = None                               # and the block buffers can go
             for r in results:
                 for step, (wall, cpu) in r.seconds.items(): _add(res, step, wall, cpu)
             for k, (exp, member) in enumerate(zip(science, asn.science)):
@@ -451,6 +488,7 @@ def coron3(asn,                         # path to a coron3 ASN json, or an `Asso
             raise
         finally:
             for q in streams: q.abort()
+        shared = results = items = mine = lib = plans = grams = None   # free the block buffers and per-block results
         def mapped(name, p): res.psfalign[name] = open_psfalign(p, dq=stack.dq)
         for exp, p in zip(science, res.paths.get("psfalign", []) if out else []):
             writer.submit(mapped, exp.name, p)  # once its file has its final name

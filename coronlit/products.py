@@ -397,11 +397,11 @@ _WCS_KEY = re.compile(r"(WCSAXES|CRPIX\d|CRVAL\d|CTYPE\d|CUNIT\d|CDELT\d|CD\d_\d
                       r"|RADESYS|EQUINOX|[AB]P?_\d+_\d+|[AB]P?_ORDER|[AB]P?_DMAX|S_REGION)")
 
 def _image(data, name, header=None):
-    "An ImageHDU called `name` holding `data` (float and signed data as a big-endian copy, so the write never touches `data`)."
-    data = np.asarray(data)
-    # astropy byteswaps little-endian data in place while writing it: wrong for anyone reading it meanwhile
-    if data.dtype.kind in "fi" and data.dtype.byteorder in "<=" and data.dtype.itemsize > 1:
-        data = data.astype(data.dtype.newbyteorder(">"))
+    "An ImageHDU called `name` holding a read-only view of `data` (so writing it never touches `data`)."
+    data = np.asarray(data).view()
+    # astropy byteswaps writeable little-endian data in place while writing it (wrong for anyone reading it meanwhile);
+    # a read-only array it converts one extension at a time into a temporary copy instead
+    data.flags.writeable = False
     return fits.ImageHDU(data, header=_clean_header(header) if header is not None else None, name=name)
 
 def _shifts_table(shifts:np.ndarray # (nints_sci, nrefs, 3)
