@@ -71,14 +71,13 @@ class SNR(NamedTuple):
 def mawet_snr(image,                 # 2-D PSF-subtracted image (NaN allowed)
               xy,                    # (x, y) of the source, pixels (0-based)
               fwhm:float,            # PSF FWHM, pixels; the apertures have this diameter
-              center=None,           # (x, y) of the star; None: the image centre ((nx-1)/2, (ny-1)/2)
+              center,                # (x, y) of the star, pixels: the noise apertures lie on its circle through `xy`
               exclude_neighbors:bool=True, # leave the two apertures next to the source out of the noise
               min_coverage:float=0.5 # an aperture needs this fraction of finite pixels
              ) -> SNR:
     "Small-sample S/N (Mawet et al. 2014) of a point source at `xy`."
     image = np.asarray(image, dtype=float)
     if image.ndim != 2: raise DataError(f"expected a 2-D image, got shape {image.shape}")
-    if center is None: center = ((image.shape[1] - 1) / 2, (image.shape[0] - 1) / 2)
     pos = noise_aperture_centers(xy, center, fwhm, exclude_neighbors)
     x1 = aperture_sums(image, xy, fwhm / 2, min_coverage)[0]
     x2 = aperture_sums(image, pos, fwhm / 2, min_coverage)
