@@ -6,7 +6,7 @@ Docs: https://coronlit.github.io/coronlit/products.html.md"""
 
 # %% ../nbs/02_products.ipynb #d82d6d6f
 from __future__ import annotations
-import copy as _copy, dataclasses, errno, os, re, shutil, tempfile, warnings
+import copy as _copy, dataclasses, errno, os, re, shutil, socket, tempfile, warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,7 +20,8 @@ from .dq import DO_NOT_USE
 
 # %% auto #0
 __all__ = ['log', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'check_nints', 'check_usable',
-           'read_calints', 'read_psfmask', 'write_product', 'prepare_output_dir', 'read_product', 'read_provenance']
+           'read_calints', 'read_psfmask', 'tmp_prefix', 'write_product', 'prepare_output_dir',
+           'remove_stale_temporaries', 'read_product', 'read_provenance']
 
 # %% ../nbs/02_products.ipynb #8e7d1186
 log = get_logger("products")
@@ -459,6 +460,11 @@ def _check_destination(path:Path, # the product's file
         raise OutputError("refusing to overwrite an input file", path)
 
 # %% ../nbs/02_products.ipynb #62714a5b
+def tmp_prefix(path:Path # the product's final file
+              ) -> str:
+    "Prefix of a temporary file for `path`: hidden, and naming the host and the process that writes it."
+    return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+
 def _fsync_folder(folder:Path):
     "Make a rename in `folder` durable (best effort: not every file system allows it)."
     try:
@@ -481,7 +487,7 @@ def _atomic_write(hdul:fits.HDUList, # what to write
     "Write `hdul` to a temporary file beside `path`, fsync it, then rename it to `path`."
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
         os.close(fd)
         with open(tmp, "wb") as f:  # a named file: astropy's own disk-full report needs the name
             hdul.writeto(f)
@@ -523,7 +529,29 @@ def prepare_output_dir(path:str|Path # the folder products go to
     try: out.mkdir(parents=True, exist_ok=True)
     except OSError as e: raise OutputError(f"cannot create the output folder: {e.strerror}", out) from None
     if not os.access(out, os.W_OK | os.X_OK): raise OutputError("output folder is not writable", out)
+    gone = remove_stale_temporaries(out)
+    if gone: log.info("%s: removed %d temporary file(s) left by killed runs", out, len(gone))
     return out
+
+_TMP = re.compile(r"^\.(?P<name>.+?\.fits)\.(?P<host>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+
+def _alive(pid:int) -> bool:
+    "Whether process `pid` exists on this host."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    return True
+
+def remove_stale_temporaries(folder:Path # an output folder
+                            ) -> list:
+    "Remove the temporary product files that coronlit processes of this host, no longer running, left in `folder`."
+    host, gone = socket.gethostname(), []
+    for p in Path(folder).glob(".*.tmp"):
+        m = _TMP.match(p.name)
+        if m and m["host"] == host and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
+            try: p.unlink(); gone.append(p)
+            except OSError: pass
+    return gone
 
 # %% ../nbs/02_products.ipynb #e78fd06d
 def _read_aligned(hdul:fits.HDUList, path:Path) -> AlignedRefs:

@@ -14,7 +14,7 @@ import numpy as np
 from astropy.io import fits
 from .core import OutputError, FitsError, get_logger
 from .products import (AlignedRefs, _primary_header, _clean_header, _shifts_table, _check_destination,
-                       _write_failure, _fsync_folder)
+                       _write_failure, _fsync_folder, tmp_prefix)
 
 log = get_logger("stream")
 
@@ -137,7 +137,7 @@ class QuadStream:
         path = Path(path)
         _check_destination(path, inputs)
         self.layout, blobs = quad_layout(path, shape, primary, header, dq, provenance)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
         self.layout.tmp, self.done = tmp, False
         try:
             for off, b in blobs: os.pwrite(fd, b, off)

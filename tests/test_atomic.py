@@ -2,7 +2,7 @@
 
 After every kill, every file under a product's final name opens, has the right shape, and holds finite data where
 its DQ says so; temporary files never carry a product's name; a re-run replaces the products (new files, renamed
-into place); the inputs are byte-identical (sha256) after every run. Half the runs write slowly (a pause before each
+into place) and removes the temporary files the killed runs left; the inputs are byte-identical (sha256) after every run. Half the runs write slowly (a pause before each
 HDU, injected into the child process) so that the kills land inside writes, not only between them.
 """
 import hashlib, os, re, signal, subprocess, sys, time
@@ -128,6 +128,7 @@ def test_killed_runs_leave_only_whole_products(data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     prods, tmps = _check_folder(out)
     assert sorted(prods) == sorted(products)
+    assert not tmps, f"the re-run left the killed runs' temporary files: {tmps}"
     assert all((out / n).stat().st_ino != inode[n] for n in prods), "a product was rewritten in place, not replaced"
     assert _sha(inputs) == before
     print(f"\nfull run {full:.1f} s; kills (run, after k products, + s, returncode): {kills}; "
