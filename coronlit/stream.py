@@ -6,7 +6,7 @@ Docs: https://coronlit.github.io/coronlit/stream.html.md"""
 
 # %% ../nbs/06_stream.ipynb #d05a46fd
 from __future__ import annotations
-import io, os, tempfile, threading, time
+import gzip, io, os, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,40 +51,47 @@ class QuadLayout:
         return int(np.prod(self.shape[1:])) * 4
 
 # %% ../nbs/06_stream.ipynb #5ec468bb
-DQ_COMPRESSION = "GZIP_1"   # lossless; the DQ of a _psfalign is mostly 0 and compresses about 200 times
+DQ_COMPRESSION = "GZIP_1"   # lossless; the DQ of a _psfalign is mostly 0 and compresses about 100 times
 
-def _compressed_tiles(dq:np.ndarray # (k, nrefs, ny, nx) uint32
-                     ) -> tuple:
-    "astropy's tile compression of `dq`, one tile per image: (binary-table header, (rows, 2) descriptors, heap bytes)."
-    hdu = fits.CompImageHDU(np.ascontiguousarray(dq, np.uint32), name="DQ", compression_type=DQ_COMPRESSION,
-                            tile_shape=(1, 1) + tuple(dq.shape[-2:]))
-    buf = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(buf)
-    raw = buf.getvalue()
-    with fits.open(io.BytesIO(raw), disable_image_compression=True) as h:
-        hdr, start = h[1].header.copy(), h[1].fileinfo()["datLoc"]
-    rows, width = hdr["NAXIS2"], hdr["NAXIS1"]
-    if hdr["TFIELDS"] != 1 or width not in (8, 16):   # astropy changed how it lays the table out
-        raise OutputError(f"unexpected compressed DQ layout ({hdr['TFIELDS']} fields, {width} bytes per row)")
-    desc = np.frombuffer(raw, ">i4" if width == 8 else ">i8", rows * 2, start).reshape(rows, 2).astype(np.int64)
-    heap = start + hdr.get("THEAP", rows * width)
-    return hdr, desc, raw[heap:heap + hdr["PCOUNT"]]
+def _gzip_tiles(dq:np.ndarray # (k, ny, nx) uint32 images
+               ) -> list:
+    "Each image as a GZIP_1 tile: its FITS bytes (big-endian int32 with BZERO = 2**31) gzipped, without a timestamp."
+    return [gzip.compress((np.asarray(img, np.uint32) ^ np.uint32(0x80000000)).astype(">u4").tobytes(), 6, mtime=0)
+            for img in dq]
+
+def _dq_header(shape:tuple, # (nints, nrefs, ny, nx)
+               rows:int,    # tiles (rows of the table)
+               heap:int,    # bytes of compressed data
+               longest:int, # bytes of the longest tile
+               wide:bool,   # 64-bit descriptors ('Q') instead of 32-bit ('P')
+              ) -> fits.Header:
+    "The binary-table header of a tile-compressed uint32 image (FITS tiled image convention), one tile per image."
+    h = fits.Header([("XTENSION", "BINTABLE", "binary table extension"), ("BITPIX", 8), ("NAXIS", 2),
+                     ("NAXIS1", 16 if wide else 8), ("NAXIS2", rows), ("PCOUNT", heap), ("GCOUNT", 1), ("TFIELDS", 1),
+                     ("TTYPE1", "COMPRESSED_DATA"), ("TFORM1", f"1{'Q' if wide else 'P'}B({longest})"),
+                     ("ZIMAGE", True, "extension contains compressed image"), ("ZTENSION", "IMAGE"),
+                     ("ZBITPIX", 32), ("ZNAXIS", len(shape))])
+    for i, n in enumerate(reversed(shape), 1): h[f"ZNAXIS{i}"] = int(n)
+    h["ZPCOUNT"], h["ZGCOUNT"] = 0, 1
+    for i, n in enumerate(reversed(shape), 1): h[f"ZTILE{i}"] = int(n) if i <= 2 else 1
+    h["ZCMPTYPE"] = (DQ_COMPRESSION, "compression algorithm")
+    h["EXTNAME"], h["BZERO"], h["BSCALE"] = "DQ", 2**31, 1
+    return h
 
 def dq_extension(dq:np.ndarray, # (nints, nrefs, ny, nx) uint32, typically a broadcast of the (nrefs, ny, nx) reference DQ
                 ) -> bytes:
     "The DQ extension of a _psfalign file, header and data: tile-compressed, one tile per image, FITS-padded."
     dq = np.asarray(dq)
-    nints = dq.shape[0]
+    nints, nrefs = dq.shape[:2]
     same = dq.strides[0] == 0 or all(np.array_equal(dq[i], dq[0]) for i in range(1, nints))
-    hdr, desc, heap = _compressed_tiles(dq[:1] if same else dq)
-    rep, n, H = (nints if same else 1), len(desc), len(heap)
-    wide = H * rep >= 2**31                            # 64-bit heap descriptors ('Q') past 2 GB
-    d = np.tile(desc, (rep, 1))
-    d[:, 1] += np.repeat(np.arange(rep, dtype=np.int64) * H, n)
-    hdr["NAXIS1"], hdr["NAXIS2"], hdr["PCOUNT"], hdr["ZNAXIS4"] = 16 if wide else 8, n * rep, H * rep, nints
-    hdr["TFORM1"] = f"1{'Q' if wide else 'P'}B({int(desc[:, 0].max())})"
-    hdr.remove("THEAP", ignore_missing=True)
-    body = d.astype(">i8" if wide else ">i4").tobytes() + heap * rep
+    tiles = _gzip_tiles(dq[0] if same else dq.reshape((-1,) + dq.shape[2:]))
+    if same: tiles = tiles * nints                     # the same compressed bytes for every integration
+    sizes = np.array([len(t) for t in tiles], np.int64)
+    heap = int(sizes.sum())
+    wide = heap >= 2**31                               # 64-bit heap offsets past 2 GB
+    desc = np.stack([sizes, np.cumsum(sizes) - sizes], 1).astype(">i8" if wide else ">i4")
+    body = desc.tobytes() + b"".join(tiles)
+    hdr = _dq_header(dq.shape, len(tiles), heap, int(sizes.max()), wide)
     return hdr.tostring().encode("ascii") + body + bytes(_padded(len(body)) - len(body))
 
 # %% ../nbs/06_stream.ipynb #02777dde
