@@ -6,7 +6,7 @@ Docs: https://coronlit.github.io/coronlit/pipeline.html.md"""
 
 # %% ../nbs/20_pipeline.ipynb #b258a04a
 from __future__ import annotations
-import ctypes, time, warnings
+import ctypes, queue, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,7 +116,7 @@ def _save(res, kind, product, path, prov, inputs, writer=None):
         with _Timer(res, "write"): write_product(product, path, provenance=prov, inputs=inputs)
     else:
         with _Timer(res, "write_wait"): writer.submit(write_product, product, path, provenance=prov, inputs=inputs)
-    get_logger("pipeline").info("saved %s", Path(path).name)
+    get_logger("pipeline").info("%s %s", "saved" if writer is None else "writing", Path(path).name)
     return path
 
 
@@ -126,7 +126,6 @@ class Library:
     "What every block shares (the `shared` argument of a mapper): built once per run."
     lib: RefLibrary           # the repaired references' spectra
     ref_bad: np.ndarray       # (ny*nx,) bool: pixels flagged in any reference (kept out of the KLIP fit)
-    dq: np.ndarray            # (N, ny, nx) uint32 reference DQ (the _psfalign DQ of every integration)
     plans: list               # AlignPlan per science exposure
     layouts: list             # QuadLayout per science exposure (the _psfalign being streamed), or None
     truncs: np.ndarray        # KL truncations
@@ -330,7 +329,6 @@ def block_size(nrefs:int,        # reference images
 def _buffer_pool(n:int # buffer sets: blocks computed at once + the one being written
                 ):
     "A queue of `n` tokens for reusable block buffers (each allocated by the first block that takes it)."
-    import queue
     q = queue.Queue()
     for _ in range(n): q.put(None)
     return q
@@ -451,7 +449,7 @@ def coron3(asn,                         # path to a coron3 ASN json, or an `Asso
                     streams = [QuadStream(product_path(asn, "psfalign", m, out), (exp.nints, stack.nints) + stack.shape,
                                           stack.primary, stack.header, stack.dq, {**prov, "steps": st_align}, inputs)
                                for exp, m in zip(science, asn.science)]
-            shared = Library(lib, bad_mask(stack.dq, kbits).any(0).ravel(), stack.dq.astype(np.uint32, copy=False), plans,
+            shared = Library(lib, bad_mask(stack.dq, kbits).any(0).ravel(), plans,
                              [q.layout for q in streams] or [None] * len(science), truncs, grams, align_method, writer=writer,
                              buffers=_buffer_pool(workers + 1) if writer and mapper is None else None)
             run = mapper or (thread_mapper(workers) if workers > 1 else serial_mapper)

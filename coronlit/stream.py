@@ -82,7 +82,7 @@ def dq_extension(dq:np.ndarray, # (nints, nrefs, ny, nx) uint32, typically a bro
                 ) -> bytes:
     "The DQ extension of a _psfalign file, header and data: tile-compressed, one tile per image, FITS-padded."
     dq = np.asarray(dq)
-    nints, nrefs = dq.shape[:2]
+    nints = dq.shape[0]
     same = dq.strides[0] == 0 or all(np.array_equal(dq[i], dq[0]) for i in range(1, nints))
     tiles = _gzip_tiles(dq[0] if same else dq.reshape((-1,) + dq.shape[2:]))
     if same: tiles = tiles * nints                     # the same compressed bytes for every integration
