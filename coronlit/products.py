@@ -19,8 +19,8 @@ from .core import FitsError, DataError, OutputError, get_logger
 from .dq import DO_NOT_USE
 
 # %% auto #0
-__all__ = ['log', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'check_nints', 'check_usable',
-           'read_calints', 'read_psfmask', 'tmp_prefix', 'write_product', 'prepare_output_dir',
+__all__ = ['log', 'FITS_BLOCK', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'check_nints',
+           'check_usable', 'read_calints', 'read_psfmask', 'tmp_prefix', 'write_product', 'prepare_output_dir',
            'remove_stale_temporaries', 'read_product', 'read_provenance']
 
 # %% ../nbs/02_products.ipynb #8e7d1186
@@ -138,6 +138,12 @@ class Resampled:
     def replace(self, **fields) -> "Resampled": return dataclasses.replace(self, **fields)
 
 # %% ../nbs/02_products.ipynb #ccac122f
+FITS_BLOCK = 2880   # bytes: FITS headers and data come in whole blocks of this size
+
+def _padded(n:int) -> int:
+    "`n` bytes rounded up to whole FITS blocks."
+    return -(-n // FITS_BLOCK) * FITS_BLOCK
+
 _SIZE_CARD = re.compile(rb"(NAXIS\d{0,3}|PCOUNT|GCOUNT|TFIELDS|BITPIX) *= *([-+]?\d+)")
 
 def _size_card(card:bytes # one 80-byte header card
@@ -164,7 +170,7 @@ def _data_bytes(cards:dict) -> int|None:
         if n > 1 and dims[0] == 0: dims = dims[1:]                    # random groups
         nb = abs(cards["BITPIX"]) // 8 * cards.get("GCOUNT", 1) * (cards.get("PCOUNT", 0) + (int(np.prod(dims, dtype=object)) if n else 0))
     except KeyError: return None
-    return -(-nb // 2880) * 2880
+    return _padded(nb)
 
 def _check_naxis(path:Path # the FITS file
                 ) -> None:
@@ -175,17 +181,17 @@ def _check_naxis(path:Path # the FITS file
         if size == 0: return
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
             pos, cards = 0, {}
-            while pos + 2880 <= size:                # walk the headers only: the data is skipped, not scanned
-                for i in range(pos, pos + 2880, 80):
+            while pos + FITS_BLOCK <= size:                # walk the headers only: the data is skipped, not scanned
+                for i in range(pos, pos + FITS_BLOCK, 80):
                     card = mm[i:i + 80]
                     if card[:8] == b"END     ":
                         nb = _data_bytes(cards)
                         if nb is None: return _scan_all(mm, path)
-                        pos, cards = pos + 2880 + nb, {}
+                        pos, cards = pos + FITS_BLOCK + nb, {}
                         break
                     if kv := _size_card(card):
                         _check_size(*kv, path); cards[kv[0]] = kv[1]
-                else: pos += 2880
+                else: pos += FITS_BLOCK
 
 def _drop_unparsable(h:fits.Header, # a header as read
                      path:Path):    # its file, for the log

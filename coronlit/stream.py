@@ -14,21 +14,15 @@ import numpy as np
 from astropy.io import fits
 from .core import OutputError, FitsError, get_logger
 from .products import (AlignedRefs, _primary_header, _clean_header, _shifts_table, _check_destination,
-                       _write_failure, _fsync_folder, tmp_prefix)
+                       _write_failure, _fsync_folder, tmp_prefix, FITS_BLOCK, _padded)
 
 log = get_logger("stream")
 
 # %% auto #0
-__all__ = ['log', 'FITS_BLOCK', 'DQ_COMPRESSION', 'QuadLayout', 'dq_extension', 'quad_layout', 'write_slab', 'QuadStream',
-           'write_aligned', 'open_psfalign', 'BackgroundWriter']
+__all__ = ['log', 'DQ_COMPRESSION', 'QuadLayout', 'dq_extension', 'quad_layout', 'write_slab', 'QuadStream', 'write_aligned',
+           'open_psfalign', 'BackgroundWriter']
 
 # %% ../nbs/06_stream.ipynb #6422e599
-FITS_BLOCK = 2880
-
-def _padded(n:int) -> int:
-    "`n` bytes rounded up to whole FITS blocks."
-    return -(-n // FITS_BLOCK) * FITS_BLOCK
-
 def _image_header(name:str, shape:tuple, dtype, header=None) -> fits.Header:
     "The header of an image extension `name` for data of `shape` and `dtype` (float32 or uint32), without the data."
     h = fits.ImageHDU(np.zeros((1,) * len(shape), dtype), header=_clean_header(header) if header is not None else None,
