@@ -94,12 +94,13 @@ def disk_set(work, seed):
     return dict(seed=seed, false_candidates=len(t), rejected_extended=t.meta["detection"]["rejected_extended"])
 
 def aumic_dir():
+    "The AU Mic F356W folder (coronlit.datasets), or None."
     try:
         from coronlit.datasets import fetch
-        return Path(fetch("aumic_f356w")).parent if Path(fetch("aumic_f356w")).is_file() else Path(fetch("aumic_f356w"))
-    except Exception:
-        root = os.environ.get("CORONLIT_DATA")
-        return Path(root) / "nircam_aumic_f356w" if root else None
+        return Path(fetch("aumic_f356w"))
+    except Exception as e:
+        print(f"AU Mic data not available: {e}")
+        return None
 
 def aumic(star_mag=4.4, zp=280.9):
     "AU Mic F356W: candidates, rejected extended peaks, the calibrated curve, and the PSF model vs the references."

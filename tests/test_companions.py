@@ -81,10 +81,9 @@ def test_no_false_candidates_without_a_companion(tmp_path):
     tab = C.characterize(coron3(asn, None, progress=False), psf=synth_offaxis(truth, size=32), n_inject=4)
     assert len(tab) == 0
 
-def test_aumic_disk_is_not_a_companion(aumic_dir):
+def test_aumic_disk_is_not_a_companion(aumic_asn):
     "AU Mic F356W: no candidate on the disk (its peaks fail the point-source test); the calibrated curve is drawn."
-    asn = next(Path(aumic_dir).glob("*asn.json"))
-    res = coron3(asn, None, progress=False)
+    res = coron3(aumic_asn, None, progress=False)
     ctx = C.context(res)
     tab = C.characterize(ctx, n_inject=6)
     for r in tab:                               # nothing within 0.4 arcsec of the disk's spine (PA 128.6 deg)
