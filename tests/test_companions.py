@@ -109,3 +109,16 @@ def test_bad_inputs(sim, tmp_path):
     except ImportError:
         with pytest.raises(InputError, match="not installed"):
             psf_for_header({"INSTRUME": "NIRCAM", "FILTER": "F356W"}, 0.063, method="stpsf")
+
+def test_write_products_beside_the_i2d(sim, tmp_path):
+    "With products on disk (memory-mapped _psfalign): the companions ECSV, the calibrated curve and its plot beside the _i2d."
+    truth, mem = sim
+    res = coron3(mem.asn.path, tmp_path, progress=False)
+    paths = C.write_products(res, tmp_path, companions=[(0.8, 20.0)], psf=synth_offaxis(truth, size=32), n_inject=4)
+    name = res.asn.product_name
+    assert paths["companions"] == tmp_path / f"{name}_companions.ecsv" and (tmp_path / f"{name}_i2d.fits").is_file()
+    tab, cur = Table.read(paths["companions"]), Table.read(paths["contrast"])
+    assert list(tab["kind"]) == ["fixed", "candidate"] and abs(tab["sep"][1] - 1.2) < 0.02
+    k = int(np.argmin(np.abs(cur["sep_arcsec"] - 1.2)))          # the companion is masked out of the curve's noise
+    assert cur["flux_limit_mjy"][k] < 0.2 * tab["flux_mjy"][1]
+    assert paths["plot"].stat().st_size > 10000 and not list(tmp_path.glob(".*.tmp"))
