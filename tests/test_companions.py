@@ -122,3 +122,5 @@ def test_write_products_beside_the_i2d(sim, tmp_path):
     k = int(np.argmin(np.abs(cur["sep_arcsec"] - 1.2)))          # the companion is masked out of the curve's noise
     assert cur["flux_limit_mjy"][k] < 0.2 * tab["flux_mjy"][1]
     assert paths["plot"].stat().st_size > 10000 and not list(tmp_path.glob(".*.tmp"))
+    again = C.characterize(C.from_products(mem.asn.path, tmp_path), psf=synth_offaxis(truth, size=32), n_inject=4)
+    assert len(again) == 1 and abs(again["sep"][0] - tab["sep"][1]) < 1e-6    # the same from the files alone
