@@ -3,8 +3,8 @@ and timed against.
 
 CRDS is pointed at a local cache folder holding only a server config (see ``bench/jwst_coron3.py``), step parameter
 files from CRDS are off, and source_catalog's two reference files are given through ``override_apcorr`` and
-``override_abvegaoffset``: :func:`write_reference_files` writes small valid ones (stdatamodels models) for the
-simulated filter from the same numbers coronlit is given.
+``override_abvegaoffset``: the plain FITS/ASDF files coronlit reads (``coronlit.imsynth.write_reference_files``) are
+rewritten as stdatamodels models (:func:`jwst_reference_files`), the same numbers for both.
 
     python bench/jwst_image3.py ASN.json OUTDIR --apcorr APCORR.fits --abvegaoffset ABVEGA.asdf [--json t.json]
 """
@@ -27,7 +27,7 @@ def write_reference_files(apcorr_table, abvega_table, folder, instrument="NIRCAM
     folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
     ap = datamodels.NrcImgApcorrModel()
     ap.apcorr_table = apcorr_table.as_array()
-    ap.meta.instrument.name = instrument; ap.meta.exposure.type = "NRC_IMAGE"
+    ap.meta.instrument.name = instrument; ap.meta.exposure.type = "NRC_IMAGE" if instrument == "NIRCAM" else None
     ap.meta.reftype = "APCORR"; ap.meta.author = "coronlit bench"; ap.meta.pedigree = "DUMMY"
     ap.meta.description = "simulated"; ap.meta.useafter = "2000-01-01T00:00:00"
     ab = datamodels.ABVegaOffsetModel()
@@ -37,6 +37,19 @@ def write_reference_files(apcorr_table, abvega_table, folder, instrument="NIRCAM
     pa, pb = folder / "sim_apcorr.fits", folder / "sim_abvegaoffset.asdf"
     ap.save(pa); ab.save(pb)
     return pa, pb
+
+
+def jwst_reference_files(apcorr, abvegaoffset, folder) -> tuple[Path, Path]:
+    "jwst-readable (stdatamodels) copies of a plain APCORR FITS table and ABVEGAOFFSET asdf (as coronlit.imsynth writes them)."
+    import asdf
+    from astropy.io import fits
+    from astropy.table import Table
+    with fits.open(apcorr) as h:
+        ap = Table(h["APCORR"].data)
+        inst = h[0].header.get("INSTRUME", "NIRCAM")
+    with asdf.open(abvegaoffset, lazy_load=False) as af:
+        ab = Table(af.tree["abvega_offset"])
+    return write_reference_files(ap, ab, folder, inst)
 
 
 def find_products(output_dir) -> dict:
@@ -50,6 +63,7 @@ def run_jwst_image3(asn_path, output_dir, apcorr, abvegaoffset, steps: dict | No
     output_dir = Path(output_dir); output_dir.mkdir(parents=True, exist_ok=True)
     crds_path = (Path(crds_path) if crds_path is not None else output_dir / "crds_cache").resolve()
     env = set_offline_env(crds_path, context)
+    apcorr, abvegaoffset = jwst_reference_files(apcorr, abvegaoffset, output_dir / "jwst_ref")
     from jwst.pipeline import Image3Pipeline
     pars = {"source_catalog": {"override_apcorr": str(apcorr), "override_abvegaoffset": str(abvegaoffset)}}
     for k, v in (steps or {}).items(): pars.setdefault(k, {}).update(v)
