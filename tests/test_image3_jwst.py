@@ -62,10 +62,11 @@ def test_outliers_recall_and_false_flags(both):
 
 
 def test_same_flags_on_the_same_data(both):
-    "The pixels jwst flags as outliers, coronlit flags too (90%; measured 93-100% per exposure), exposure by exposure."
+    """The pixels coronlit flags, jwst flags too (95%), exposure by exposure: the same test on the same data. jwst flags
+    more (measured 33 vs 12 false flags over the set, and the same recall): its extra flags are not cosmic rays."""
     for pc, pj in zip(both["coronlit"]["crf"], both["jwst"]["crf"]):
         fc = (fits.getdata(pc, "DQ") & OUTLIER) != 0; fj = (fits.getdata(pj, "DQ") & OUTLIER) != 0
-        assert (fc & fj).sum() >= 0.90 * fj.sum(), (Path(pc).name, int(fc.sum()), int(fj.sum()), int((fc & fj).sum()))
+        assert (fc & fj).sum() >= 0.95 * fc.sum(), (Path(pc).name, int(fc.sum()), int(fj.sum()), int((fc & fj).sum()))
 
 
 def test_flux_conserved(both):
@@ -75,6 +76,7 @@ def test_flux_conserved(both):
 def test_catalog_against_truth(both):
     """Photometric scatter no larger than jwst's and no bias; completeness and purity within two sources of jwst's.
     Measured (seed 11): completeness 0.712 both, purity 0.977 vs 1.000 (one spurious source of 43), scatter 0.9% vs 2.0%.
+    (alignment relative rms 2.6 vs 2.8 mas, absolute 0.323" both; CR recall 0.995 both; flux 0.9994 vs 1.0007)
     The two find the same sources but for a few at the threshold: their mosaics' pixel grids differ (north up vs
     detector-aligned), so is the noise at a faint source."""
     c, j = both["coronlit"]["cat_scores"], both["jwst"]["cat_scores"]
