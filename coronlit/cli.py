@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .core import CoronlitError, get_logger
+from .pipeline import CORON3
 
 # %% auto #0
 __all__ = ['CORON3_HELP', 'CORON3_EXAMPLES', 'build_parser', 'setup_logging', 'coron3_options', 'run_coron3', 'run_demo',
@@ -28,23 +29,7 @@ def _add_coron3_args(p:argparse.ArgumentParser # the `coron3` subcommand parser
     g.add_argument("--scheduler", default="", metavar="SPEC",
                    help='none (default): in this process, one association after the other; "local:N": on a local Dask '
                         'cluster of N worker processes; "tcp://host:port": on an existing Dask cluster (dask scheduler)')
-    g = p.add_argument_group("outlier_detection")
-    g.add_argument("--snr", type=float, metavar="SIGMA", default=5.0, help="rejection threshold in sigma (default 5.0)")
-    g.add_argument("--maskpt", type=float, metavar="FRAC", default=0.7, help="fraction of the mean weight below which pixels are ignored (default 0.7)")
-    g = p.add_argument_group("align_refs")
-    g.add_argument("--median-box-length", type=int, metavar="N", default=3, help="box for the median replacement of bad pixels (default 3)")
-    g.add_argument("--bad-bits", default="DO_NOT_USE", metavar="FLAGS", help='DQ flags of the pixels to replace, e.g. "DO_NOT_USE, SATURATED" or "3"; "" for none (default DO_NOT_USE)')
-    g.add_argument("--psfmask", default="auto", metavar="FILE", help='PSFMASK FITS file; "auto" looks beside the science members (default), "none" uses the built-in weight')
-    g = p.add_argument_group("klip")
-    g.add_argument("--mode", choices=("rdi", "adi", "rdi+adi"), default="rdi",
-                   help="references for KLIP: the reference stars (rdi, as jwst; default), the other roll(s) (adi), or both (rdi+adi)")
-    g.add_argument("--truncate", type=int, metavar="N", default=50, help="number of KL modes (default 50)")
-    g = p.add_argument_group("resample")
-    g.add_argument("--orientation", choices=("north", "first-roll"), default="north", help="north up (default) or the first roll's orientation (as jwst)")
-    g.add_argument("--pixfrac", type=float, metavar="FRAC", default=1.0, help="drizzle pixfrac (default 1.0)")
-    g.add_argument("--kernel", default="square", metavar="NAME", help="drizzle kernel (default square)")
-    p.add_argument("--skip", action="append", default=[], metavar="STEP", choices=("outlier_detection", "resample"),
-                   help="skip a step (outlier_detection or resample); may be repeated")
+    CORON3.add_arguments(p)             # the step options, one flag each, grouped by step: declared in `pipeline.CORON3`
 
 # %% ../nbs/21_cli.ipynb #db80c5e8
 CORON3_HELP = """Run outlier_detection, stack_refs, align_refs, klip and resample on coron3 associations and write the
@@ -95,10 +80,8 @@ def setup_logging(verbose:int=0, # 0: step summaries; 1: more; 2: debug
 # %% ../nbs/21_cli.ipynb #5a216d2a
 def coron3_options(a:argparse.Namespace # parsed `coron3` arguments
                   ) -> dict:
-    "The `coron3` keyword options given by the step flags."
-    return dict(snr=a.snr, maskpt=a.maskpt, median_box_length=a.median_box_length, bad_bits=a.bad_bits,
-                psfmask=None if a.psfmask.lower() == "none" else a.psfmask, truncate=a.truncate,
-                north_up=a.orientation == "north", pixfrac=a.pixfrac, kernel=a.kernel, skip=a.skip, mode=a.mode)
+    "The `coron3` keyword options given by the step flags (words such as `--psfmask none` turned into values)."
+    return CORON3.from_args(a)
 
 # %% ../nbs/21_cli.ipynb #49a1742a
 def run_coron3(a:argparse.Namespace # parsed `coron3` arguments

@@ -19,9 +19,9 @@ from .core import FitsError, DataError, OutputError, get_logger
 from .dq import DO_NOT_USE
 
 # %% auto #0
-__all__ = ['log', 'FITS_BLOCK', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'check_nints',
-           'check_usable', 'read_calints', 'read_psfmask', 'tmp_prefix', 'write_product', 'prepare_output_dir',
-           'remove_stale_temporaries', 'read_product', 'read_provenance']
+__all__ = ['log', 'STAR_KEYS', 'FITS_BLOCK', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled',
+           'set_star', 'star_xy', 'check_nints', 'check_usable', 'read_calints', 'read_psfmask', 'tmp_prefix',
+           'write_product', 'prepare_output_dir', 'remove_stale_temporaries', 'read_product', 'read_provenance']
 
 # %% ../nbs/02_products.ipynb #8e7d1186
 log = get_logger("products")
@@ -134,8 +134,28 @@ class Resampled:
             raise DataError(f"Resampled.con has shape {np.shape(self.con)}, sci has {np.shape(self.sci)}")
     @property
     def shape(self) -> tuple: return self.sci.shape
+    @property
+    def pixel_scale(self) -> float: return float(np.mean(proj_plane_pixel_scales(self.wcs.celestial)) * 3600)
+    @property
+    def star_xy(self) -> np.ndarray: return star_xy(self.primary, self.wcs)
     def copy(self) -> "Resampled": return _copy.deepcopy(self)
     def replace(self, **fields) -> "Resampled": return dataclasses.replace(self, **fields)
+
+# %% ../nbs/02_products.ipynb #aed16208
+STAR_KEYS = ("STAR_RA", "STAR_DEC")
+
+def set_star(primary:fits.Header, # a product's primary header (changed in place)
+             radec:tuple,         # (RA, Dec) of the star, degrees (e.g. `Exposure.star_radec`)
+            ) -> None:
+    "Record the star's sky position in a product's primary header (`STAR_RA`, `STAR_DEC`)."
+    for k, v in zip(STAR_KEYS, radec): primary[k] = (float(v), "[deg] star: reference point of the first science exposure")
+
+def star_xy(primary:fits.Header, # primary header with STAR_RA / STAR_DEC (or TARG_RA / TARG_DEC)
+            wcs:WCS,             # celestial WCS of the image
+           ) -> np.ndarray:
+    "Pixel (x, y) of the star in the image of `wcs` (0-based)."
+    k = STAR_KEYS if STAR_KEYS[0] in primary else ("TARG_RA", "TARG_DEC")
+    return np.array(wcs.world_to_pixel_values(float(primary[k[0]]), float(primary[k[1]])), float)
 
 # %% ../nbs/02_products.ipynb #ccac122f
 FITS_BLOCK = 2880   # bytes: FITS headers and data come in whole blocks of this size
