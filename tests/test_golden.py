@@ -48,10 +48,10 @@ def test_synth_products_unchanged(synth_asn, tmp_path, label):
     for name, fp in g["files"].items():
         if not name.endswith(("_psfsub.fits", "_i2d.fits")): assert files[name] == fp, name
 
-def test_aumic_products_unchanged(aumic_dir, tmp_path):
+def test_aumic_products_unchanged(aumic_asn, tmp_path):
     "AU Mic: RDI products bit-identical to the golden ones; ADI and RDI+ADI to float32 rounding."
     g = json.loads((DATA / "golden_aumic.json").read_text())
-    asn = aumic_dir / "coron3_f356w_asn.json"
+    asn = aumic_asn
     res = coronlit.coron3(asn, tmp_path, progress=False)
     assert folder_fingerprint(tmp_path) == g["files"]
     assert memory_fingerprint(res) == g["memory"]

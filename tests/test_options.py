@@ -98,3 +98,10 @@ def test_small_modules_and_functions(path):
     for n in ast.walk(ast.parse(text)):
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
             assert n.end_lineno - n.lineno + 1 <= 60, f"{path.name}: {n.name} is {n.end_lineno - n.lineno + 1} lines"
+
+
+def test_pipeline_page_holds_the_table():
+    "The pipeline's docs page shows the option table as CORON3.markdown() writes it today."
+    nb = json.loads((ROOT / "nbs" / "20_pipeline.ipynb").read_text())
+    text = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    assert CORON3.markdown() in text
