@@ -13,9 +13,9 @@ from astropy.io import fits
 from .core import FitsError, OutputError
 
 # %% auto #0
-__all__ = ['FITS_BLOCK', 'padded', 'size_card', 'check_size', 'scan_all', 'data_bytes', 'check_naxis', 'clean_header',
-           'check_destination', 'tmp_prefix', 'fsync_folder', 'write_failure', 'temporary', 'publish', 'atomic_write',
-           'remove_stale_temporaries']
+__all__ = ['FITS_BLOCK', 'padded', 'size_card', 'check_size', 'scan_all', 'data_bytes', 'decompressed', 'check_naxis',
+           'walk_headers', 'clean_header', 'check_destination', 'tmp_prefix', 'fsync_folder', 'write_failure',
+           'temporary', 'publish', 'atomic_write', 'remove_stale_temporaries']
 
 # %% ../nbs/09_fits.ipynb #e0e8f41d
 FITS_BLOCK = 2880   # bytes: FITS headers and data come in whole blocks of this size
@@ -52,26 +52,53 @@ def data_bytes(cards:dict) -> int|None:
     except KeyError: return None
     return padded(nb)
 
-def check_naxis(path:Path # the FITS file
+def decompressed(path:Path # a FITS file, perhaps gzip, bzip2 or zip compressed (astropy reads those as they are)
+                 ) -> bytes|None:
+    "The decompressed bytes of a compressed file (None if it is not compressed); FitsError if it cannot be decompressed."
+    import bz2, gzip, zipfile, zlib, psutil
+    with open(path, "rb") as f: magic = f.read(4)
+    kind = "gzip" if magic[:2] == b"\x1f\x8b" else "bzip2" if magic[:3] == b"BZh" else "zip" if magic == b"PK\x03\x04" else None
+    if kind is None: return None
+    limit = psutil.virtual_memory().available // 2           # a decompression bomb stops here, not in the kernel's OOM killer
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+                if len(names) != 1: raise FitsError(f"zip archive holds {len(names)} files, not one FITS file", path)
+                with z.open(names[0]) as g: raw = g.read(limit + 1)
+        else:
+            with (gzip.open if kind == "gzip" else bz2.open)(path) as g: raw = g.read(limit + 1)
+    except FitsError: raise
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, ValueError) as e:
+        raise FitsError(f"truncated or corrupt {kind} file ({e})", path) from None
+    if len(raw) > limit: raise FitsError(f"decompresses to more than half the free memory ({limit >> 20} MB)", path)
+    return raw
+
+def check_naxis(path:Path,       # the FITS file
+                 raw:bytes=None   # its decompressed bytes, if it is compressed (from `decompressed`)
                 ) -> None:
     "FitsError if a header's NAXIS or TFIELDS is not 0..999, or a size is negative (astropy would loop for ever)."
     import mmap
+    if raw is not None: return walk_headers(raw, len(raw), path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0: return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            pos, cards = 0, {}
-            while pos + FITS_BLOCK <= size:                # walk the headers only: the data is skipped, not scanned
-                for i in range(pos, pos + FITS_BLOCK, 80):
-                    card = mm[i:i + 80]
-                    if card[:8] == b"END     ":
-                        nb = data_bytes(cards)
-                        if nb is None: return scan_all(mm, path)
-                        pos, cards = pos + FITS_BLOCK + nb, {}
-                        break
-                    if kv := size_card(card):
-                        check_size(*kv, path); cards[kv[0]] = kv[1]
-                else: pos += FITS_BLOCK
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm: walk_headers(mm, size, path)
+
+def walk_headers(mm, size:int, path:Path):
+    "`check_size` on the size cards of every header of the FITS bytes `mm`; the data are skipped, not scanned."
+    pos, cards = 0, {}
+    while pos + FITS_BLOCK <= size:
+        for i in range(pos, pos + FITS_BLOCK, 80):
+            card = mm[i:i + 80]
+            if card[:8] == b"END     ":
+                nb = data_bytes(cards)
+                if nb is None: return scan_all(mm, path)
+                pos, cards = pos + FITS_BLOCK + nb, {}
+                break
+            if kv := size_card(card):
+                check_size(*kv, path); cards[kv[0]] = kv[1]
+        else: pos += FITS_BLOCK
 
 # %% ../nbs/09_fits.ipynb #58123966
 def clean_header(h:fits.Header) -> fits.Header:

@@ -17,7 +17,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from . import __version__
 from .core import FitsError, DataError, OutputError, get_logger
 from .dq import DO_NOT_USE
-from ._fits import (FITS_BLOCK, padded, check_naxis, clean_header, check_destination, tmp_prefix, atomic_write,
+from ._fits import (FITS_BLOCK, padded, check_naxis, decompressed, clean_header, check_destination, tmp_prefix, atomic_write,
                             write_failure, remove_stale_temporaries)
 
 # %% auto #0
@@ -181,8 +181,10 @@ def _read_hdul(path:Path # the FITS file
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)      # a broken file fails below anyway
             warnings.filterwarnings("error", message=".*[Tt]runcated.*")
-            size = path.stat().st_size
-            check_naxis(path)
+            raw = decompressed(path)                          # sizes are those of the decompressed file astropy reads
+            size = path.stat().st_size if raw is None else len(raw)
+            check_naxis(path, raw)
+            del raw
             with fits.open(path, memmap=False) as hdul:
                 last = -1
                 for i, hdu in enumerate(hdul):  # check what each header declares before reading (and allocating) it
