@@ -23,7 +23,7 @@ class Option:
     default: object                  # its default value
     help: str                        # one line, for --help, the docs' table and the parameters cell
     step: str = ""                   # the step it tunes ("" for the pipeline as a whole): groups the CLI and the table
-    type: type = None                # int, float, str or bool (None: any value, not on the command line)
+    type: type = None                # int, float, str or bool, or a tuple of types (None: any value)
     choices: tuple = None            # the allowed values (None: any of `type`)
     check: Callable = None           # value -> None if fine, else what it must be ("must be > 0")
     normalize: Callable = None       # value -> the value the pipeline uses (after the checks)
@@ -59,6 +59,10 @@ def _is(v, t) -> bool:
     if t is int: return isinstance(v, (int, np.integer))
     return isinstance(v, t)
 
+def _type_name(t) -> str:
+    "int, or str or Path for a tuple of types."
+    return " or ".join(x.__name__ for x in (t if isinstance(t, tuple) else (t,)))
+
 def _bad(o:Option, value, why:str):
     "The InputError for option `o`."
     return InputError(f"option {o.name}={value!r}: {why}")
@@ -76,11 +80,11 @@ def check_value(o:Option, # the option
     "The value the pipeline uses: checked (InputError naming the option) and normalised."
     value = _word(o, value)
     vals = list(value) if o.many and isinstance(value, (list, tuple, np.ndarray)) else [value]
-    if o.many and not vals: raise _bad(o, value, "must not be empty")
+    if o.many and not vals and not isinstance(o.default, (list, tuple)): raise _bad(o, value, "must not be empty")
     nulls = o.default is None or None in (o.words or {}).values()
     for v in vals:
         if not (v is None and nulls) and not _is(v, o.type):
-            raise _bad(o, value, f"must be {'a list of ' if o.many else ''}{o.type.__name__}")
+            raise _bad(o, value, f"must be {'a list of ' if o.many else ''}{_type_name(o.type)}")
         if o.choices is not None and v not in o.choices:
             raise _bad(o, value, f"must be one of {', '.join(map(str, o.choices))}")
         why = o.check(v) if o.check else None
@@ -153,7 +157,7 @@ Options.keywords = _keywords
 def _argument(o:Option) -> dict:
     "argparse keywords for option `o`."
     kw = dict(help=f"{o.help} (default {o.text_default!s})" if o.text_default not in ((), [], "") else o.help,
-              metavar=o.metavar or o.text_name.upper(), default=None)
+              metavar=o.metavar or (None if o.choices else o.text_name.upper()), default=None)
     if o.type is bool and o.words: kw.update(choices=tuple(o.words), metavar=None)
     elif o.many: kw.update(action="append", type=str if o.choices else _list_of(o.type))
     elif o.type in (int, float): kw["type"] = o.type

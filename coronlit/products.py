@@ -17,11 +17,13 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from . import __version__
 from .core import FitsError, DataError, OutputError, get_logger
 from .dq import DO_NOT_USE
+from ._fits import (FITS_BLOCK, padded, check_naxis, decompressed, clean_header, check_destination, tmp_prefix, atomic_write,
+                            write_failure, remove_stale_temporaries)
 
 # %% auto #0
-__all__ = ['log', 'FITS_BLOCK', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'check_nints',
-           'check_usable', 'read_calints', 'read_psfmask', 'tmp_prefix', 'write_product', 'prepare_output_dir',
-           'remove_stale_temporaries', 'read_product', 'read_provenance']
+__all__ = ['log', 'STAR_KEYS', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'set_star',
+           'star_xy', 'check_nints', 'check_usable', 'read_calints', 'read_psfmask', 'primary_header', 'shifts_table',
+           'write_product', 'prepare_output_dir', 'read_product', 'read_provenance']
 
 # %% ../nbs/02_products.ipynb #8e7d1186
 log = get_logger("products")
@@ -134,65 +136,30 @@ class Resampled:
             raise DataError(f"Resampled.con has shape {np.shape(self.con)}, sci has {np.shape(self.sci)}")
     @property
     def shape(self) -> tuple: return self.sci.shape
+    @property
+    def pixel_scale(self) -> float: return float(np.mean(proj_plane_pixel_scales(self.wcs.celestial)) * 3600)
+    @property
+    def star_xy(self) -> np.ndarray: return star_xy(self.primary, self.wcs)
     def copy(self) -> "Resampled": return _copy.deepcopy(self)
     def replace(self, **fields) -> "Resampled": return dataclasses.replace(self, **fields)
 
+# %% ../nbs/02_products.ipynb #aed16208
+STAR_KEYS = ("STAR_RA", "STAR_DEC")
+
+def set_star(primary:fits.Header, # a product's primary header (changed in place)
+             radec:tuple,         # (RA, Dec) of the star, degrees (e.g. `Exposure.star_radec`)
+            ) -> None:
+    "Record the star's sky position in a product's primary header (`STAR_RA`, `STAR_DEC`)."
+    for k, v in zip(STAR_KEYS, radec): primary[k] = (float(v), "[deg] star: reference point of the first science exposure")
+
+def star_xy(primary:fits.Header, # primary header with STAR_RA / STAR_DEC (or TARG_RA / TARG_DEC)
+            wcs:WCS,             # celestial WCS of the image
+           ) -> np.ndarray:
+    "Pixel (x, y) of the star in the image of `wcs` (0-based)."
+    k = STAR_KEYS if STAR_KEYS[0] in primary else ("TARG_RA", "TARG_DEC")
+    return np.array(wcs.world_to_pixel_values(float(primary[k[0]]), float(primary[k[1]])), float)
+
 # %% ../nbs/02_products.ipynb #ccac122f
-FITS_BLOCK = 2880   # bytes: FITS headers and data come in whole blocks of this size
-
-def _padded(n:int) -> int:
-    "`n` bytes rounded up to whole FITS blocks."
-    return -(-n // FITS_BLOCK) * FITS_BLOCK
-
-_SIZE_CARD = re.compile(rb"(NAXIS\d{0,3}|PCOUNT|GCOUNT|TFIELDS|BITPIX) *= *([-+]?\d+)")
-
-def _size_card(card:bytes # one 80-byte header card
-              ) -> tuple|None:
-    "(keyword, integer value) if `card` is a size card (NAXISn, BITPIX, PCOUNT, GCOUNT, TFIELDS), else None."
-    m = _SIZE_CARD.match(card)
-    if m is None or m.start(2) < 10 or card[m.end(1):8].strip(): return None   # a longer keyword, or not a value card
-    return m.group(1).decode(), int(m.group(2))
-
-def _check_size(key:str, v:int, path:Path):
-    "FitsError if a size card's value would make astropy loop or allocate without end."
-    if (v < 0 and key != "BITPIX") or (key in ("NAXIS", "TFIELDS") and v > 999):
-        raise FitsError(f"not a valid FITS file: a header says {key} = {v}", path)
-
-def _scan_all(mm, path:Path):
-    "`_check_size` on every size card anywhere in the file (the fallback when the HDU walk gets lost)."
-    for m in _SIZE_CARD.finditer(mm):
-        if m.start() % 80 == 0 and (kv := _size_card(bytes(mm[m.start():m.start() + 80]))): _check_size(*kv, path)
-
-def _data_bytes(cards:dict) -> int|None:
-    "Bytes of data (padded) an HDU with these size cards declares; None if they do not say."
-    try:
-        n = cards["NAXIS"]; dims = [cards[f"NAXIS{i}"] for i in range(1, n + 1)]
-        if n > 1 and dims[0] == 0: dims = dims[1:]                    # random groups
-        nb = abs(cards["BITPIX"]) // 8 * cards.get("GCOUNT", 1) * (cards.get("PCOUNT", 0) + (int(np.prod(dims, dtype=object)) if n else 0))
-    except KeyError: return None
-    return _padded(nb)
-
-def _check_naxis(path:Path # the FITS file
-                ) -> None:
-    "FitsError if a header's NAXIS or TFIELDS is not 0..999, or a size is negative (astropy would loop for ever)."
-    import mmap
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0: return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            pos, cards = 0, {}
-            while pos + FITS_BLOCK <= size:                # walk the headers only: the data is skipped, not scanned
-                for i in range(pos, pos + FITS_BLOCK, 80):
-                    card = mm[i:i + 80]
-                    if card[:8] == b"END     ":
-                        nb = _data_bytes(cards)
-                        if nb is None: return _scan_all(mm, path)
-                        pos, cards = pos + FITS_BLOCK + nb, {}
-                        break
-                    if kv := _size_card(card):
-                        _check_size(*kv, path); cards[kv[0]] = kv[1]
-                else: pos += FITS_BLOCK
-
 def _drop_unparsable(h:fits.Header, # a header as read
                      path:Path):    # its file, for the log
     "Remove, with a warning, the cards of `h` whose value cannot be parsed (astropy would raise on every access)."
@@ -214,8 +181,10 @@ def _read_hdul(path:Path # the FITS file
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)      # a broken file fails below anyway
             warnings.filterwarnings("error", message=".*[Tt]runcated.*")
-            size = path.stat().st_size
-            _check_naxis(path)
+            raw = decompressed(path)                          # sizes are those of the decompressed file astropy reads
+            size = path.stat().st_size if raw is None else len(raw)
+            check_naxis(path, raw)
+            del raw
             with fits.open(path, memmap=False) as hdul:
                 last = -1
                 for i, hdu in enumerate(hdul):  # check what each header declares before reading (and allocating) it
@@ -283,15 +252,6 @@ def _read_cube(hdul:fits.HDUList, # the file's HDUs (from `_read_hdul`)
         arrays.append(_as_uint32(h.data, path) if name == "DQ" else np.asarray(h.data, np.float32))
     return arrays
 
-def _clean_header(h:fits.Header) -> fits.Header:
-    "A copy of `h` without the structural keywords (NAXISn, BITPIX, BZERO, EXTNAME, ...) of the HDU it came from."
-    h = h.copy()
-    for key in ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BSCALE", "BZERO",
-                "EXTNAME", "EXTVER", "CHECKSUM", "DATASUM"):
-        h.remove(key, ignore_missing=True, remove_all=True)
-    for key in [k for k in h if re.fullmatch(r"NAXIS\d+", k)]: h.remove(key, ignore_missing=True)
-    return h
-
 # %% ../nbs/02_products.ipynb #5929d382
 def _header_int(h:fits.Header, key:str):
     "The integer value of `key` in `h`, or None when it is missing or not an integer."
@@ -332,7 +292,7 @@ def _exposure(hdul:fits.HDUList, # the file's HDUs (from `_read_hdul`)
         if bad.any():
             log.info("%s: %d non-finite pixels without DO_NOT_USE: flagged", path.name, bad.sum())
             dq[bad] |= DO_NOT_USE
-    return Exposure(sci, err, dq, _clean_header(hdul[0].header), _clean_header(hdul["SCI"].header),
+    return Exposure(sci, err, dq, clean_header(hdul[0].header), clean_header(hdul["SCI"].header),
                     var, area, int_times, path)
 
 def read_calints(path:str|Path,     # a JWST stage-2 `_calints.fits` file (or any 3-D cube product)
@@ -376,13 +336,13 @@ def _fit_comments(h:fits.Header # a header to be written (changed in place)
             base = len(fits.Card(card.keyword, card.value).image.rstrip())
         if base + 3 + len(card.comment) > 80: card.comment = card.comment[:max(80 - base - 3, 0)]
 
-def _primary_header(primary:fits.Header, # the input's primary header
+def primary_header(primary:fits.Header, # the input's primary header
                     model:str,           # DATAMODL value
                     filename:str,        # the product's file name
                     provenance:dict=None # {"asn", "asn_pool", "inputs", "steps"}
                    ) -> fits.Header:
     "The primary header of a product: the input's metadata plus DATAMODL, step status and provenance."
-    h = _clean_header(primary)
+    h = clean_header(primary)
     for k in [k for k in h if k.startswith("CRLIN")]: h.remove(k, remove_all=True)
     h["DATAMODL"] = (model, "Type of data model")
     h["FILENAME"] = (filename, "Name of the file")
@@ -409,9 +369,9 @@ def _image(data, name, header=None):
     # astropy byteswaps writeable little-endian data in place while writing it (wrong for anyone reading it meanwhile);
     # a read-only array it converts one extension at a time into a temporary copy instead
     data.flags.writeable = False
-    return fits.ImageHDU(data, header=_clean_header(header) if header is not None else None, name=name)
+    return fits.ImageHDU(data, header=clean_header(header) if header is not None else None, name=name)
 
-def _shifts_table(shifts:np.ndarray # (nints_sci, nrefs, 3)
+def shifts_table(shifts:np.ndarray # (nints_sci, nrefs, 3)
                  ) -> fits.BinTableHDU:
     "The SHIFTS binary table: columns INTEGRATION, REFERENCE, DX, DY, SCALE; one row per pair."
     m, n = np.indices(shifts.shape[:2])
@@ -444,7 +404,7 @@ def _hdus(product) -> tuple[str, list]:
         if _jwst_int_times(product.int_times): hdus.append(fits.BinTableHDU(product.int_times, name="INT_TIMES"))
         return "CubeModel", hdus
     if isinstance(product, Resampled):
-        h = _clean_header(product.header)
+        h = clean_header(product.header)
         for k in [k for k in h if _WCS_KEY.fullmatch(k)]: h.remove(k, remove_all=True)
         h.update(product.wcs.celestial.to_header(relax=True))
         return "ImageModel", [_image(product.sci.astype(np.float32, copy=False), "SCI", h),
@@ -452,58 +412,6 @@ def _hdus(product) -> tuple[str, list]:
                               _image(product.wht.astype(np.float32, copy=False), "WHT"),
                               _image(product.con.astype(np.int32, copy=False), "CON")]
     raise TypeError(f"cannot write a {type(product).__name__}: expected Exposure or Resampled")
-
-# %% ../nbs/02_products.ipynb #ede6735d
-def _check_destination(path:Path, # the product's file
-                       inputs=()): # files that must never be overwritten
-    "OutputError if `path` cannot (or must not) be written."
-    folder = path.parent
-    if not folder.exists(): raise OutputError("output folder does not exist", folder)
-    if not folder.is_dir(): raise OutputError("output folder is a file, not a folder", folder)
-    if not os.access(folder, os.W_OK | os.X_OK): raise OutputError("output folder is not writable", folder)
-    if path.is_dir(): raise OutputError("a folder exists under the product's name", path)
-    if path.resolve() in {Path(p).resolve() for p in inputs if p is not None}:
-        raise OutputError("refusing to overwrite an input file", path)
-
-# %% ../nbs/02_products.ipynb #62714a5b
-def tmp_prefix(path:Path # the product's final file
-              ) -> str:
-    "Prefix of a temporary file for `path`: hidden, and naming the host and the process that writes it."
-    return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
-
-def _fsync_folder(folder:Path):
-    "Make a rename in `folder` durable (best effort: not every file system allows it)."
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try: os.fsync(fd)
-        finally: os.close(fd)
-    except OSError: pass
-
-def _write_failure(e:OSError # what the write raised
-                  ) -> str:
-    "A one-line reason for a failed write; a full disk said plainly (astropy re-raises ENOSPC without its errno)."
-    text = str(e.strerror or e).split("\n")[0]
-    if e.errno == errno.ENOSPC or "space" in text.lower():
-        more = "" if text == os.strerror(errno.ENOSPC) else f"; {text}"
-        return f"cannot write: No space left on device (the disk is full{more})"
-    return f"cannot write: {text}"
-
-def _atomic_write(hdul:fits.HDUList, # what to write
-                  path:Path):        # the final file name
-    "Write `hdul` to a temporary file beside `path`, fsync it, then rename it to `path`."
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        with open(tmp, "wb") as f:  # a named file: astropy's own disk-full report needs the name
-            hdul.writeto(f)
-            f.flush(); os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path); tmp = None
-        _fsync_folder(path.parent)
-    except OSError as e: raise OutputError(_write_failure(e), path) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp): os.remove(tmp)
 
 # %% ../nbs/02_products.ipynb #c42476c8
 def write_product(product,              # an Exposure, AlignedRefs or Resampled
@@ -515,14 +423,12 @@ def write_product(product,              # an Exposure, AlignedRefs or Resampled
                  ) -> Path:
     "Write `product` atomically as a JWST-style FITS file at `path`; OutputError if it cannot go there."
     path = Path(path)
-    _check_destination(path, [*inputs, getattr(product, "path", None)])
-    if isinstance(product, AlignedRefs):   # 4-D: streamed, DQ tile-compressed (see coronlit.stream)
-        from coronlit.stream import write_aligned
-        if model not in (None, "QuadModel"): raise OutputError(f"a _psfalign is a QuadModel, not {model}", path)
-        return write_aligned(product, path, provenance, [*inputs, getattr(product, "path", None)])
+    check_destination(path, [*inputs, getattr(product, "path", None)])
+    if isinstance(product, AlignedRefs):   # 4-D: streamed, DQ tile-compressed, by the module above this one
+        raise TypeError("a 4-D _psfalign is written by coronlit.stream.write_product (or coronlit.write_product)")
     default_model, hdus = _hdus(product)
-    primary = fits.PrimaryHDU(header=_primary_header(product.primary, model or default_model, path.name, provenance))
-    _atomic_write(fits.HDUList([primary, *hdus]), path)
+    primary = fits.PrimaryHDU(header=primary_header(product.primary, model or default_model, path.name, provenance))
+    atomic_write(fits.HDUList([primary, *hdus]).writeto, path)
     log.debug("wrote %s", path)
     return path
 
@@ -539,26 +445,6 @@ def prepare_output_dir(path:str|Path # the folder products go to
     if gone: log.info("%s: removed %d temporary file(s) left by killed runs", out, len(gone))
     return out
 
-_TMP = re.compile(r"^\.(?P<name>.+?\.fits)\.(?P<host>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
-
-def _alive(pid:int) -> bool:
-    "Whether process `pid` exists on this host."
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
-def remove_stale_temporaries(folder:Path # an output folder
-                            ) -> list:
-    "Remove the temporary product files that coronlit processes of this host, no longer running, left in `folder`."
-    host, gone = socket.gethostname(), []
-    for p in Path(folder).glob(".*.tmp"):
-        m = _TMP.match(p.name)
-        if m and m["host"] == host and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
-            try: p.unlink(); gone.append(p)
-            except OSError: pass
-    return gone
-
 # %% ../nbs/02_products.ipynb #e78fd06d
 def _read_aligned(hdul:fits.HDUList, path:Path) -> AlignedRefs:
     "An AlignedRefs from the HDUs of a 4-D _psfalign file with a SHIFTS table."
@@ -569,7 +455,7 @@ def _read_aligned(hdul:fits.HDUList, path:Path) -> AlignedRefs:
     else:
         try: shifts[t.data["INTEGRATION"], t.data["REFERENCE"]] = np.stack([t.data[c] for c in ("DX", "DY", "SCALE")], -1)
         except (KeyError, IndexError) as e: raise FitsError(f"SHIFTS table unusable ({e})", path) from None
-    return AlignedRefs(sci, err, dq, shifts, _clean_header(hdul[0].header), _clean_header(hdul["SCI"].header), path)
+    return AlignedRefs(sci, err, dq, shifts, clean_header(hdul[0].header), clean_header(hdul["SCI"].header), path)
 
 def _read_resampled(hdul:fits.HDUList, path:Path) -> Resampled:
     "A Resampled from the HDUs of a 2-D _i2d file with ERR, WHT and CON."
@@ -582,7 +468,7 @@ def _read_resampled(hdul:fits.HDUList, path:Path) -> Resampled:
         if h is None or h.data is None: raise FitsError(f"no {name} extension", path)
         arrays[name] = np.asarray(h.data, dtype)
     try: return Resampled(np.asarray(sci.data, np.float32), arrays["ERR"], arrays["WHT"], arrays["CON"],
-                          _quiet_wcs(sci.header), _clean_header(hdul[0].header), _clean_header(sci.header), path)
+                          _quiet_wcs(sci.header), clean_header(hdul[0].header), clean_header(sci.header), path)
     except DataError as e: raise FitsError(e.message, path) from None
 
 # %% ../nbs/02_products.ipynb #e30b04d8

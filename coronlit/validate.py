@@ -6,18 +6,17 @@ Docs: https://coronlit.github.io/coronlit/validate.html.md"""
 
 # %% ../nbs/05_validate.ipynb #65b097c3
 from __future__ import annotations
-import os, re
+import os, re, warnings
 from pathlib import Path
 import numpy as np
-from .core import DataError, InputError, get_logger
+from .core import DataError, FitsError, InputError, get_logger
 from .dq import DO_NOT_USE
 from .products import check_usable, read_psfmask
 from .dq import interpret_bit_flags
 
 # %% auto #0
-__all__ = ['log', 'CORON_EXP_TYPES', 'SHARED_KEYWORDS', 'KERNELS', 'check_exp_type', 'check_same_setup', 'check_shapes',
-           'check_psfmask', 'validate_members', 'validate_options', 'psfalign_nbytes', 'parse_size', 'available_memory',
-           'check_memory']
+__all__ = ['log', 'CORON_EXP_TYPES', 'SHARED_KEYWORDS', 'check_exp_type', 'check_same_setup', 'check_shapes', 'check_sky_wcs',
+           'check_psfmask', 'validate_members', 'psfalign_nbytes', 'parse_size', 'available_memory', 'check_memory']
 
 # %% ../nbs/05_validate.ipynb #492262db
 log = get_logger("validate")
@@ -60,6 +59,23 @@ def check_shapes(science:list, # science `Exposure`s
         raise DataError(f"image shape {refs[0].shape} differs from {science[0].name}'s {science[0].shape}: "
                         "science and reference exposures must share one image shape", refs[0].path)
 
+# %% ../nbs/05_validate.ipynb #76a094be
+def check_sky_wcs(exp # a science `Exposure`
+                 ) -> None:
+    "FitsError naming the file unless `exp` has a celestial WCS that gives finite sky positions and pixel scale."
+    try: w = exp.wcs
+    except Exception as e: raise FitsError(f"unusable WCS in the SCI header ({type(e).__name__}: {str(e)[:120]})", exp.path) from None
+    if not w.has_celestial:
+        raise FitsError("no celestial WCS in the SCI header (CTYPE1/2, CRVAL, CRPIX, CD): resample cannot place it on the sky", exp.path)
+    ny, nx = exp.shape
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try: ra, dec = w.pixel_to_world_values(np.array([0, nx - 1, nx / 2]), np.array([0, ny - 1, ny / 2]))
+        except Exception: ra = dec = np.array([np.nan])
+        scale = exp.pixel_scale if np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) else np.nan
+    if not (np.isfinite(scale) and scale > 0):
+        raise FitsError("the celestial WCS of the SCI header gives no finite sky position or pixel scale", exp.path)
+
 # %% ../nbs/05_validate.ipynb #8f240812
 def check_psfmask(psfmask,       # a 2-D transmission array, or the path of a PSFMASK file
                   shape:tuple,   # the data's image shape (ny, nx)
@@ -91,33 +107,9 @@ def validate_members(science:list,  # science `Exposure`s, in ASN order
     for e in members: check_same_setup(e, science[0])
     check_shapes(science, refs)
     for e in members: check_usable(e)
+    for e in science: check_sky_wcs(e)
     if psfmask is None: return None
     return check_psfmask(psfmask, science[0].shape, psfmask_path)
-
-# %% ../nbs/05_validate.ipynb #630f2a75
-KERNELS = ("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3")
-"The drizzle kernels resample accepts."
-
-def _number(name, v, lo, hi, lo_open=True):
-    "InputError unless `v` is a finite number in (lo, hi] (or [lo, hi] when not `lo_open`)."
-    try: x = float(v)
-    except (TypeError, ValueError): raise InputError(f"option {name}={v!r}: not a number") from None
-    if not np.isfinite(x) or x > hi or x < lo or (lo_open and x == lo):
-        raise InputError(f"option {name}={v!r}: must be in {'(' if lo_open else '['}{lo}, {hi}]")
-
-def validate_options(snr=5.0, maskpt=0.7, median_box_length=3, bad_bits="DO_NOT_USE", truncate=50,
-                     pixfrac=1.0, kernel="square", **others # the coron3 options (others are not checked)
-                    ) -> None:
-    "InputError naming the option if a coron3 option cannot work."
-    _number("snr", snr, 0, np.inf); _number("maskpt", maskpt, 0, 1, lo_open=False); _number("pixfrac", pixfrac, 0, 1)
-    if isinstance(median_box_length, bool) or not isinstance(median_box_length, (int, np.integer)) or median_box_length < 1:
-        raise InputError(f"option median_box_length={median_box_length!r}: must be an integer >= 1")
-    try: interpret_bit_flags(bad_bits)
-    except InputError as e: raise InputError(f"option {e.message}") from None  # "bad_bits 'FOO': unknown DQ flag name 'FOO'"
-    tr = truncate if isinstance(truncate, (list, tuple)) else [truncate]
-    if not tr or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0 for t in tr):
-        raise InputError(f"option truncate={truncate!r}: must be an integer >= 0 or a list of them")
-    if kernel not in KERNELS: raise InputError(f"option kernel={kernel!r}: must be one of {', '.join(KERNELS)}")
 
 # %% ../nbs/05_validate.ipynb #2390c6d9
 def psfalign_nbytes(nints_sci:int, # integrations of the science exposure

@@ -71,9 +71,8 @@ if __name__ == "__main__":
             (here / "golden_synth.json").write_text(json.dumps(dict(commit=commit, synth=SYNTH, runs=synth_runs(tmp)), indent=1))
         if "aumic" in which:
             import coronlit
-            asn = Path(sys.argv[-1]) if len(which) > 1 and which[-1].endswith(".json") else None
-            from conftest import shared_dir
-            asn = asn or shared_dir() / "data" / "nircam_aumic_f356w" / "coron3_f356w_asn.json"
+            import realdata
+            asn = realdata.asn(realdata.AUMIC)
             res = coronlit.coron3(asn, Path(tmp) / "aumic", progress=False)
             g = dict(commit=commit, files=folder_fingerprint(Path(tmp) / "aumic"), memory=memory_fingerprint(res))
             for mode in ("adi", "rdi+adi"):

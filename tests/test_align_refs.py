@@ -178,7 +178,8 @@ def test_psfalign_product_on_synth(synth_set):
 
 def test_psfalign_writes_as_quadmodel(synth_set, tmp_path):
     "The product (with its read-only broadcast DQ) goes through write_product and opens in stdatamodels as a QuadModel."
-    from coronlit.products import write_product, read_product
+    from coronlit.products import read_product
+    from coronlit.stream import write_product
     from stdatamodels.jwst import datamodels
     sci, stack = synth_set["scis"][1], synth_set["stack"]
     out = align_refs(sci, stack, psfmask=synth_set["psfmask"])
@@ -235,10 +236,10 @@ def test_speed_40_integrations_by_80_references():
 
 # --- real data ---------------------------------------------------------------------------------------------------------
 
-def test_real_aumic_already_star_aligned(aumic_dir):
+def test_real_aumic_already_star_aligned(aumic_dir, aumic_asn):
     "The AU Mic files were star-aligned by SpaceKLIP: every measured shift must be (near) zero, and the product sane."
     from coronlit.asn import read_asn
-    asn = read_asn(aumic_dir / "coron3_f356w_asn.json")
+    asn = read_asn(aumic_asn)
     refs = [read_calints(m.path) for m in asn.psf]
     stack = refs[0].replace(sci=np.concatenate([r.sci for r in refs]), err=np.concatenate([r.err for r in refs]),
                             dq=np.concatenate([r.dq for r in refs]), var={}, int_times=None)
