@@ -10,12 +10,17 @@ import errno, os, re, socket, tempfile
 from pathlib import Path
 import numpy as np
 from astropy.io import fits
-from .core import FitsError, OutputError
+import warnings
+from astropy.wcs import WCS, FITSFixedWarning
+from .core import FitsError, OutputError, get_logger
+
+log = get_logger("fits")
 
 # %% auto #0
-__all__ = ['FITS_BLOCK', 'padded', 'size_card', 'check_size', 'scan_all', 'data_bytes', 'decompressed', 'check_naxis',
-           'walk_headers', 'clean_header', 'check_destination', 'tmp_prefix', 'fsync_folder', 'write_failure',
-           'temporary', 'publish', 'atomic_write', 'remove_stale_temporaries']
+__all__ = ['log', 'FITS_BLOCK', 'padded', 'size_card', 'check_size', 'scan_all', 'data_bytes', 'decompressed', 'check_naxis',
+           'walk_headers', 'clean_header', 'drop_unparsable', 'read_hdul', 'ext', 'quiet_wcs', 'image_hdu',
+           'fit_comments', 'check_destination', 'tmp_prefix', 'fsync_folder', 'write_failure', 'temporary', 'publish',
+           'atomic_write', 'remove_stale_temporaries']
 
 # %% ../nbs/09_fits.ipynb #e0e8f41d
 FITS_BLOCK = 2880   # bytes: FITS headers and data come in whole blocks of this size
@@ -109,6 +114,85 @@ def clean_header(h:fits.Header) -> fits.Header:
         h.remove(key, ignore_missing=True, remove_all=True)
     for key in [k for k in h if re.fullmatch(r"NAXIS\d+", k)]: h.remove(key, ignore_missing=True)
     return h
+
+# %% ../nbs/09_fits.ipynb #e2e13ec0
+def drop_unparsable(h:fits.Header, # a header as read
+                     path:Path):    # its file, for the log
+    "Remove, with a warning, the cards of `h` whose value cannot be parsed (astropy would raise on every access)."
+    bad = []
+    for i, card in enumerate(h.cards):
+        try: card.value
+        except Exception: bad.append(i)
+    for i in reversed(bad):
+        log.warning("%s: unparsable header card %r ignored", path, str(h.cards[i])[:80].rstrip())
+        del h[i]
+
+def read_hdul(path:Path # the FITS file
+              ) -> fits.HDUList:
+    "All HDUs of `path`, read into memory; FitsError naming the file if it is missing or unreadable."
+    path = Path(path)
+    if not path.exists(): raise FitsError("file not found", path)
+    if path.is_dir(): raise FitsError("is a folder, not a FITS file", path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)      # a broken file fails below anyway
+            warnings.filterwarnings("error", message=".*[Tt]runcated.*")
+            raw = decompressed(path)                          # sizes are those of the decompressed file astropy reads
+            size = path.stat().st_size if raw is None else len(raw)
+            check_naxis(path, raw)
+            del raw
+            with fits.open(path, memmap=False) as hdul:
+                last = -1
+                for i, hdu in enumerate(hdul):  # check what each header declares before reading (and allocating) it
+                    info = hdu.fileinfo() or {}
+                    if info.get("hdrLoc", 0) <= last or i >= 1000:
+                        raise FitsError(f"not a valid FITS file: HDU {i} does not follow HDU {i - 1}", path)
+                    last = info.get("hdrLoc", 0)
+                    nbytes = info.get("datSpan", 0) if isinstance(hdu, fits.CompImageHDU) else hdu.size  # compressed: on disk
+                    if info.get("datLoc", 0) + nbytes > size:
+                        raise FitsError(f"truncated: HDU {i} ({hdu.name}) declares {nbytes} bytes of data, "
+                                        f"the file has {max(size - info.get('datLoc', 0), 0)} after its header", path)
+                    hdu.data  # force every HDU's data into memory now, while the file is open
+            for hdu in hdul: drop_unparsable(hdu.header, path)
+            return hdul
+    except FitsError: raise
+    except Exception as e:
+        if isinstance(e, OSError) and e.errno is not None:  # the system refused: permissions, I/O error, ...
+            raise FitsError(f"cannot read: {e.strerror}", path) from None
+        msg = str(e).split("\n")[0][:200]
+        if "truncated" in msg.lower(): raise FitsError(f"truncated: the file is shorter than its headers say ({msg})", path) from None
+        raise FitsError(f"not a readable FITS file ({type(e).__name__}: {msg})", path) from None
+
+def ext(hdul, name):
+    "The HDU called `name` in `hdul`, or None."
+    return hdul[name] if name in hdul else None
+
+def quiet_wcs(header:fits.Header # a header with celestial WCS keywords
+              ) -> WCS:
+    "The 2-D celestial WCS of `header` (SIP kept), without astropy's header-fixing chatter."
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header, naxis=2)
+
+# %% ../nbs/09_fits.ipynb #20c3d83d
+def image_hdu(data, name, header=None):
+    "An ImageHDU called `name` holding a read-only view of `data` (so writing it never touches `data`)."
+    data = np.asarray(data).view()
+    # astropy byteswaps writeable little-endian data in place while writing it (wrong for anyone reading it meanwhile);
+    # a read-only array it converts one extension at a time into a temporary copy instead
+    data.flags.writeable = False
+    return fits.ImageHDU(data, header=clean_header(header) if header is not None else None, name=name)
+
+def fit_comments(h:fits.Header # a header to be written (changed in place)
+                 ) -> None:
+    "Shorten comments that would not fit on their 80-character card (astropy would cut them with a warning)."
+    for card in h.cards:
+        if not card.comment or card.keyword in ("COMMENT", "HISTORY", "") or len(card.keyword) > 8: continue
+        if isinstance(card.value, str) and len(card.value) > 68: continue  # too long for one card: CONTINUE cards
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base = len(fits.Card(card.keyword, card.value).image.rstrip())
+        if base + 3 + len(card.comment) > 80: card.comment = card.comment[:max(80 - base - 3, 0)]
 
 # %% ../nbs/09_fits.ipynb #404d6609
 def check_destination(path:Path, # the product's file

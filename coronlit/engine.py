@@ -20,8 +20,8 @@ from .stream import write_slab
 # %% auto #0
 __all__ = ['MODES', 'RefSet', 'reference_set', 'other_rolls', 'science_cube', 'plan_rdi', 'plan_adi', 'AnchorGram', 'anchor_gram',
            'gram_at', 'add_grams', 'library_at', 'klip_integration', 'Library', 'Block', 'BlockResult', 'block_size',
-           'make_blocks', 'align_onto', 'klip_block', 'process_block', 'serial_mapper', 'thread_mapper', 'run_blocks',
-           'finish_klip', 'plan_library']
+           'buffer_pool', 'make_blocks', 'align_onto', 'klip_block', 'process_block', 'serial_mapper', 'thread_mapper',
+           'run_blocks', 'finish_klip', 'plan_library']
 
 # %% ../nbs/16_engine.ipynb #97f1f40b
 MODES = ("rdi", "adi", "rdi+adi")
@@ -262,14 +262,14 @@ def block_size(nrefs:int,        # reference images
     per = nrefs * int(np.prod(shape)) * 4 * 2
     return int(max(1, min(nints, block_mb * 2**20 // per)))
 
-def _buffer_pool(n:int # buffer sets: blocks computed at once + the one being written
+def buffer_pool(n:int # buffer sets: blocks computed at once + the one being written
                 ):
     "A queue of `n` tokens for reusable block buffers (each allocated by the first block that takes it)."
     q = queue.Queue()
     for _ in range(n): q.put(None)
     return q
 
-def _buffer_pool(n:int # buffer sets: blocks computed at once + the one being written
+def buffer_pool(n:int # buffer sets: blocks computed at once + the one being written
                 ):
     "A queue of `n` tokens for reusable block buffers (each allocated by the first block that takes it)."
     q = queue.Queue()

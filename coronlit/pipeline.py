@@ -22,7 +22,7 @@ from .validate import validate_members, check_memory, psfalign_nbytes
 from .outlier_detection import outlier_detection
 from .stack_refs import stack_refs
 from .klip import truncations
-from .engine import (MODES, plan_library, add_grams, make_blocks, run_blocks, finish_klip, _buffer_pool,
+from .engine import (MODES, plan_library, add_grams, make_blocks, run_blocks, finish_klip, buffer_pool,
                              serial_mapper, thread_mapper)
 from .stream import QuadStream, open_psfalign, BackgroundWriter
 from .resample import resample, roll_mean, derotate, KERNELS
@@ -225,7 +225,7 @@ def _plan(self:_Run, science:list, stack:Exposure, mask) -> tuple:
     check_memory(max(psfalign_nbytes(len(b.s), nrefs, stack.shape, 2) for b in items) * max(conc, 1) * 2,
                  "align_refs/klip blocks", science[0].path)
     lib.truncs, lib.method, lib.writer = o.truncate, o.align_method, self.writer
-    lib.buffers = _buffer_pool(o.workers + 1) if self.writer and o.mapper is None else None
+    lib.buffers = buffer_pool(o.workers + 1) if self.writer and o.mapper is None else None
     return lib, items
 
 def _streams(self:_Run, science:list, stack:Exposure) -> list:

@@ -17,6 +17,7 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from . import __version__
 from .core import FitsError, DataError, OutputError, get_logger
 from .dq import DO_NOT_USE
+from ._fits import (read_hdul, ext, quiet_wcs, fit_comments, image_hdu)
 from ._fits import (FITS_BLOCK, padded, check_naxis, decompressed, clean_header, check_destination, tmp_prefix, atomic_write,
                             write_failure, remove_stale_temporaries)
 
@@ -29,13 +30,6 @@ __all__ = ['log', 'STAR_KEYS', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure',
 log = get_logger("products")
 
 # %% ../nbs/02_products.ipynb #01b55839
-def _quiet_wcs(header:fits.Header # a header with celestial WCS keywords
-              ) -> WCS:
-    "The 2-D celestial WCS of `header` (SIP kept), without astropy's header-fixing chatter."
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(header, naxis=2)
-
 def _check_cube(sci, err, dq, ndim, what="Exposure"):
     "DataError unless sci, err and dq are `ndim`-D arrays of one shape."
     if np.ndim(sci) != ndim: raise DataError(f"{what}.sci is {np.ndim(sci)}-D, expected {ndim}-D")
@@ -81,7 +75,7 @@ class Exposure:
                 if h.get(key) is not None: return float(h[key])
         return None
     @property
-    def wcs(self) -> WCS: return _quiet_wcs(self.header)
+    def wcs(self) -> WCS: return quiet_wcs(self.header)
     @property
     def pixel_scale(self) -> float: return float(np.mean(proj_plane_pixel_scales(self.wcs.celestial)) * 3600)
     @property
@@ -159,59 +153,7 @@ def star_xy(primary:fits.Header, # primary header with STAR_RA / STAR_DEC (or TA
     k = STAR_KEYS if STAR_KEYS[0] in primary else ("TARG_RA", "TARG_DEC")
     return np.array(wcs.world_to_pixel_values(float(primary[k[0]]), float(primary[k[1]])), float)
 
-# %% ../nbs/02_products.ipynb #ccac122f
-def _drop_unparsable(h:fits.Header, # a header as read
-                     path:Path):    # its file, for the log
-    "Remove, with a warning, the cards of `h` whose value cannot be parsed (astropy would raise on every access)."
-    bad = []
-    for i, card in enumerate(h.cards):
-        try: card.value
-        except Exception: bad.append(i)
-    for i in reversed(bad):
-        log.warning("%s: unparsable header card %r ignored", path, str(h.cards[i])[:80].rstrip())
-        del h[i]
-
-def _read_hdul(path:Path # the FITS file
-              ) -> fits.HDUList:
-    "All HDUs of `path`, read into memory; FitsError naming the file if it is missing or unreadable."
-    path = Path(path)
-    if not path.exists(): raise FitsError("file not found", path)
-    if path.is_dir(): raise FitsError("is a folder, not a FITS file", path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)      # a broken file fails below anyway
-            warnings.filterwarnings("error", message=".*[Tt]runcated.*")
-            raw = decompressed(path)                          # sizes are those of the decompressed file astropy reads
-            size = path.stat().st_size if raw is None else len(raw)
-            check_naxis(path, raw)
-            del raw
-            with fits.open(path, memmap=False) as hdul:
-                last = -1
-                for i, hdu in enumerate(hdul):  # check what each header declares before reading (and allocating) it
-                    info = hdu.fileinfo() or {}
-                    if info.get("hdrLoc", 0) <= last or i >= 1000:
-                        raise FitsError(f"not a valid FITS file: HDU {i} does not follow HDU {i - 1}", path)
-                    last = info.get("hdrLoc", 0)
-                    nbytes = info.get("datSpan", 0) if isinstance(hdu, fits.CompImageHDU) else hdu.size  # compressed: on disk
-                    if info.get("datLoc", 0) + nbytes > size:
-                        raise FitsError(f"truncated: HDU {i} ({hdu.name}) declares {nbytes} bytes of data, "
-                                        f"the file has {max(size - info.get('datLoc', 0), 0)} after its header", path)
-                    hdu.data  # force every HDU's data into memory now, while the file is open
-            for hdu in hdul: _drop_unparsable(hdu.header, path)
-            return hdul
-    except FitsError: raise
-    except Exception as e:
-        if isinstance(e, OSError) and e.errno is not None:  # the system refused: permissions, I/O error, ...
-            raise FitsError(f"cannot read: {e.strerror}", path) from None
-        msg = str(e).split("\n")[0][:200]
-        if "truncated" in msg.lower(): raise FitsError(f"truncated: the file is shorter than its headers say ({msg})", path) from None
-        raise FitsError(f"not a readable FITS file ({type(e).__name__}: {msg})", path) from None
-
 # %% ../nbs/02_products.ipynb #5766d2c5
-def _ext(hdul, name):
-    "The HDU called `name` in `hdul`, or None."
-    return hdul[name] if name in hdul else None
-
 def _as_uint32(dq:np.ndarray, # DQ as stored (uint32, int32, int64, ...)
                path):         # the file, for the error message
     "DQ as uint32, keeping the bits of signed storage; FitsError for non-integer DQ."
@@ -223,29 +165,29 @@ def _optional_arrays(hdul, shape, path) -> tuple[dict, np.ndarray|None, np.ndarr
     "The VAR_* arrays of `shape`, the AREA map of shape[-2:] and the INT_TIMES table that `hdul` has."
     var = {}
     for name in ("VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
-        h = _ext(hdul, name)
+        h = ext(hdul, name)
         if h is None: continue
         if h.data is None or h.data.shape != shape:
             log.debug("%s: %s ignored (shape %s, SCI %s)", path, name, None if h.data is None else h.data.shape, shape)
         else: var[name] = np.asarray(h.data, np.float32)
-    h = _ext(hdul, "AREA")
+    h = ext(hdul, "AREA")
     area = np.asarray(h.data, np.float32) if h is not None and h.data is not None and h.data.shape == shape[-2:] else None
-    h = _ext(hdul, "INT_TIMES")
+    h = ext(hdul, "INT_TIMES")
     int_times = np.array(h.data) if h is not None and isinstance(h, fits.BinTableHDU) and h.data is not None else None
     return var, area, int_times
 
 # %% ../nbs/02_products.ipynb #ec6b5a57
-def _read_cube(hdul:fits.HDUList, # the file's HDUs (from `_read_hdul`)
+def _read_cube(hdul:fits.HDUList, # the file's HDUs (from `read_hdul`)
                path:Path,          # the file, for error messages
                ndim:int=3) -> tuple:
     "sci, err, dq of a JWST product whose SCI is `ndim`-D; FitsError naming the file otherwise."
-    sci = _ext(hdul, "SCI")
+    sci = ext(hdul, "SCI")
     if sci is None or sci.data is None: raise FitsError("no SCI image extension", path)
     if sci.data.ndim != ndim:
         raise FitsError(f"SCI extension is {sci.data.ndim}-D {sci.data.shape}, expected {ndim}-D", path)
     arrays = [np.asarray(sci.data, np.float32)]
     for name in ("ERR", "DQ"):
-        h = _ext(hdul, name)
+        h = ext(hdul, name)
         if h is None or h.data is None: raise FitsError(f"no {name} extension", path)
         if h.data.shape != sci.data.shape:
             raise FitsError(f"{name} has shape {h.data.shape}, SCI has {sci.data.shape}", path)
@@ -280,7 +222,7 @@ def check_usable(exp:Exposure # an exposure
         raise DataError("every pixel is NaN or flagged DO_NOT_USE: no usable data", exp.path)
 
 # %% ../nbs/02_products.ipynb #09114e80
-def _exposure(hdul:fits.HDUList, # the file's HDUs (from `_read_hdul`)
+def _exposure(hdul:fits.HDUList, # the file's HDUs (from `read_hdul`)
               path:Path,          # the file they were read from
               flag_nan:bool       # set DO_NOT_USE where SCI or ERR is not finite
              ) -> Exposure:
@@ -300,7 +242,7 @@ def read_calints(path:str|Path,     # a JWST stage-2 `_calints.fits` file (or an
                 ) -> Exposure:
     "Read a 3-D JWST cube product into an `Exposure`; FitsError naming the file if it cannot be used."
     path = Path(path)
-    exp = _exposure(_read_hdul(path), path, flag_nan)
+    exp = _exposure(read_hdul(path), path, flag_nan)
     check_nints(exp); check_usable(exp)
     return exp
 
@@ -309,8 +251,8 @@ def read_psfmask(path:str|Path, # a PSFMASK reference file (SCI: 2-D transmissio
                  shape:tuple=None # the image shape (ny, nx) it must match, if given
                 ) -> np.ndarray:
     "The 2-D float64 PSFMASK of `path`; FitsError naming the file if it is unusable or of the wrong shape."
-    hdul = _read_hdul(path)
-    h = _ext(hdul, "SCI")
+    hdul = read_hdul(path)
+    h = ext(hdul, "SCI")
     if h is None or h.data is None: h = hdul[0] if hdul[0].data is not None else None
     if h is None: raise FitsError("no SCI image extension", path)
     mask = np.asarray(h.data, np.float64)
@@ -324,17 +266,6 @@ def read_psfmask(path:str|Path, # a PSFMASK reference file (SCI: 2-D transmissio
 STEP_KEYWORDS = {"outlier_detection": "S_OUTLIR", "stack_refs": "S_PSFSTK", "stack_psfs": "S_PSFSTK",
                  "align_refs": "S_PSFALI", "align_psfs": "S_PSFALI", "klip": "S_KLIP", "resample": "S_RESAMP"}
 "coron3 step name (ours and the jwst schema's) -> its step-status FITS keyword in the primary header."
-
-def _fit_comments(h:fits.Header # a header to be written (changed in place)
-                 ) -> None:
-    "Shorten comments that would not fit on their 80-character card (astropy would cut them with a warning)."
-    for card in h.cards:
-        if not card.comment or card.keyword in ("COMMENT", "HISTORY", "") or len(card.keyword) > 8: continue
-        if isinstance(card.value, str) and len(card.value) > 68: continue  # too long for one card: CONTINUE cards
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            base = len(fits.Card(card.keyword, card.value).image.rstrip())
-        if base + 3 + len(card.comment) > 80: card.comment = card.comment[:max(80 - base - 3, 0)]
 
 def primary_header(primary:fits.Header, # the input's primary header
                     model:str,           # DATAMODL value
@@ -356,20 +287,12 @@ def primary_header(primary:fits.Header, # the input's primary header
         h[STEP_KEYWORDS[step]] = (str(status), f"{step} step status")
     for i, name in enumerate(prov.get("inputs") or (), 1):
         h[f"CRLIN{i:03d}"] = Path(str(name)).name  # no comment: long names fill the card
-    _fit_comments(h)
+    fit_comments(h)
     return h
 
 # %% ../nbs/02_products.ipynb #0e7b6e37
 _WCS_KEY = re.compile(r"(WCSAXES|CRPIX\d|CRVAL\d|CTYPE\d|CUNIT\d|CDELT\d|CD\d_\d|PC\d_\d|CROTA\d|LONPOLE|LATPOLE"
                       r"|RADESYS|EQUINOX|[AB]P?_\d+_\d+|[AB]P?_ORDER|[AB]P?_DMAX|S_REGION)")
-
-def _image(data, name, header=None):
-    "An ImageHDU called `name` holding a read-only view of `data` (so writing it never touches `data`)."
-    data = np.asarray(data).view()
-    # astropy byteswaps writeable little-endian data in place while writing it (wrong for anyone reading it meanwhile);
-    # a read-only array it converts one extension at a time into a temporary copy instead
-    data.flags.writeable = False
-    return fits.ImageHDU(data, header=clean_header(header) if header is not None else None, name=name)
 
 def shifts_table(shifts:np.ndarray # (nints_sci, nrefs, 3)
                  ) -> fits.BinTableHDU:
@@ -396,21 +319,21 @@ def _hdus(product) -> tuple[str, list]:
     "The data model name and the extension HDUs (after PRIMARY) of `product`."
     bunit = {"BUNIT": product.header["BUNIT"]} if "BUNIT" in product.header else {}
     if isinstance(product, Exposure):
-        hdus = [_image(product.sci.astype(np.float32, copy=False), "SCI", product.header),
-                _image(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
-                _image(product.dq.astype(np.uint32, copy=False), "DQ")]
-        hdus += [_image(np.asarray(v, np.float32), k) for k, v in product.var.items()]
-        if product.area is not None: hdus.append(_image(np.asarray(product.area, np.float32), "AREA"))
+        hdus = [image_hdu(product.sci.astype(np.float32, copy=False), "SCI", product.header),
+                image_hdu(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
+                image_hdu(product.dq.astype(np.uint32, copy=False), "DQ")]
+        hdus += [image_hdu(np.asarray(v, np.float32), k) for k, v in product.var.items()]
+        if product.area is not None: hdus.append(image_hdu(np.asarray(product.area, np.float32), "AREA"))
         if _jwst_int_times(product.int_times): hdus.append(fits.BinTableHDU(product.int_times, name="INT_TIMES"))
         return "CubeModel", hdus
     if isinstance(product, Resampled):
         h = clean_header(product.header)
         for k in [k for k in h if _WCS_KEY.fullmatch(k)]: h.remove(k, remove_all=True)
         h.update(product.wcs.celestial.to_header(relax=True))
-        return "ImageModel", [_image(product.sci.astype(np.float32, copy=False), "SCI", h),
-                              _image(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
-                              _image(product.wht.astype(np.float32, copy=False), "WHT"),
-                              _image(product.con.astype(np.int32, copy=False), "CON")]
+        return "ImageModel", [image_hdu(product.sci.astype(np.float32, copy=False), "SCI", h),
+                              image_hdu(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
+                              image_hdu(product.wht.astype(np.float32, copy=False), "WHT"),
+                              image_hdu(product.con.astype(np.int32, copy=False), "CON")]
     raise TypeError(f"cannot write a {type(product).__name__}: expected Exposure or Resampled")
 
 # %% ../nbs/02_products.ipynb #c42476c8
@@ -449,7 +372,7 @@ def prepare_output_dir(path:str|Path # the folder products go to
 def _read_aligned(hdul:fits.HDUList, path:Path) -> AlignedRefs:
     "An AlignedRefs from the HDUs of a 4-D _psfalign file with a SHIFTS table."
     sci, err, dq = _read_cube(hdul, path, 4)
-    t = _ext(hdul, "SHIFTS")
+    t = ext(hdul, "SHIFTS")
     shifts = np.full(sci.shape[:2] + (3,), np.nan)
     if t is None: log.warning("%s: no SHIFTS table; shifts set to NaN", path)
     else:
@@ -459,16 +382,16 @@ def _read_aligned(hdul:fits.HDUList, path:Path) -> AlignedRefs:
 
 def _read_resampled(hdul:fits.HDUList, path:Path) -> Resampled:
     "A Resampled from the HDUs of a 2-D _i2d file with ERR, WHT and CON."
-    sci = _ext(hdul, "SCI")
+    sci = ext(hdul, "SCI")
     if sci is None or sci.data is None or sci.data.ndim != 2:
         raise FitsError(f"SCI of an _i2d product must be 2-D, found {None if sci is None or sci.data is None else sci.data.shape}", path)
     arrays = {}
     for name, dtype in (("ERR", np.float32), ("WHT", np.float32), ("CON", np.int32)):
-        h = _ext(hdul, name)
+        h = ext(hdul, name)
         if h is None or h.data is None: raise FitsError(f"no {name} extension", path)
         arrays[name] = np.asarray(h.data, dtype)
     try: return Resampled(np.asarray(sci.data, np.float32), arrays["ERR"], arrays["WHT"], arrays["CON"],
-                          _quiet_wcs(sci.header), clean_header(hdul[0].header), clean_header(sci.header), path)
+                          quiet_wcs(sci.header), clean_header(hdul[0].header), clean_header(sci.header), path)
     except DataError as e: raise FitsError(e.message, path) from None
 
 # %% ../nbs/02_products.ipynb #e30b04d8
@@ -476,10 +399,10 @@ def read_product(path:str|Path # a product coronlit (or jwst) wrote: _crfints, _
                 ):
     "Read a product file back as an Exposure, AlignedRefs or Resampled (by DATAMODL, else SCI's dimension)."
     path = Path(path)
-    hdul = _read_hdul(path)
+    hdul = read_hdul(path)
     model = str(hdul[0].header.get("DATAMODL", ""))
     if not model:
-        sci = _ext(hdul, "SCI")
+        sci = ext(hdul, "SCI")
         ndim = sci.data.ndim if sci is not None and sci.data is not None else 0
         model = {2: "ImageModel", 3: "CubeModel", 4: "QuadModel"}.get(ndim, "")
     if model == "QuadModel": return _read_aligned(hdul, path)

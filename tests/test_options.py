@@ -91,10 +91,10 @@ SIZE_EXEMPT = {"synth.py", "_modidx.py"}   # the simulator; nbdev's index
 
 @pytest.mark.parametrize("path", sorted(PKG.glob("*.py")), ids=lambda p: p.name)
 def test_small_modules_and_functions(path):
-    "No module over ~400 lines and no function over ~60 (the simulator excepted)."
+    "No module over ~400 lines (440: ten per cent of slack) and no function over ~60 (the simulator excepted)."
     if path.name in SIZE_EXEMPT: return
     text = path.read_text()
-    assert len(text.splitlines()) <= 420, f"{path.name}: {len(text.splitlines())} lines"
+    assert len(text.splitlines()) <= 440, f"{path.name}: {len(text.splitlines())} lines"
     for n in ast.walk(ast.parse(text)):
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
             assert n.end_lineno - n.lineno + 1 <= 60, f"{path.name}: {n.name} is {n.end_lineno - n.lineno + 1} lines"
