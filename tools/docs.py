@@ -1,0 +1,145 @@
+"""The offline docs (Quarto, the published route, is `nbdev-docs`) and the README, from maintained tools.
+
+    python tools/docs.py                  # every notebook of nbs/sidebar.yml (nbdev's order), executed, into _docs/
+    python tools/docs.py --only klip --no-exec --out /tmp/d    # one page, without running the notebook
+    python tools/docs.py --readme         # README.md from nbs/index.ipynb
+
+A page is nbdev's own doc processing (nbdev.processors.FilterDefaults: front matter, show_doc cells, hidden cells,
+doclinks) with nbdev-test's run of the notebook in place of its show_doc-only run, then nbconvert's HTMLExporter
+with tools/docs_template. MathJax comes from the jupyter-server-mathjax package, copied into the site: no network.
+"""
+import argparse, re, shutil, sys, time
+from pathlib import Path
+import nbformat, yaml
+from fastcore.nbio import read_nb, nb2str, nb_frontmatter
+from fastcore.xtras import working_directory
+from execnb.shell import CaptureShell
+from nbdev.config import get_config, nbpath2html
+from nbdev.process import Processor
+from nbdev.processors import FilterDefaults, exec_show_docs, _do_eval
+from nbdev.showdoc import BasicMarkdownRenderer, show_doc as _show_doc
+from fastcore.docments import DocmentTbl
+from nbdev.quarto import nbdev_sidebar
+from nbdev.test import _skip_cell
+from nbconvert import HTMLExporter, MarkdownExporter
+
+TEMPLATE = Path(__file__).with_name("docs_template")
+MATHJAX = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+
+class TableRenderer(BasicMarkdownRenderer):
+    "nbdev's show_doc with the arguments in fastcore's docments table under the signature (as nbdev 2 showed them)."
+    def __init__(self, sym, **kw):
+        super().__init__(sym, **kw)
+        try: self.tbl = DocmentTbl(self.sym)
+        except Exception: self.tbl = None
+        if self.tbl and self.tbl.has_docment and hasattr(self.dm, "dm"):
+            for v in self.dm.dm.values(): v["docment"] = None          # the comments move to the table
+    def _repr_markdown_(self):
+        md = re.sub(r"\[source\]\((.*?)(#LNone)?\)\{[^}]*\}", r'<a class="source" href="\1">source</a>', super()._repr_markdown_())
+        if isinstance(self.sym, type): md = re.sub(r"```python\ndef (.*?)(->None)?:?\n```", r"```python\nclass \1\n```", md, flags=re.S)
+        return md + (f"\n\n{self.tbl._repr_markdown_()}" if self.tbl and self.tbl.has_docment else "")
+
+def show_doc(sym, renderer=TableRenderer, **kw): return _show_doc(sym, renderer=renderer, **kw)
+
+class exec_nb(Processor):
+    "Run the notebook as nbdev-test does (same skipped cells) and the show_doc cells nbdev added, keeping the outputs."
+    timeout, run_all = 300, True
+    def begin(self):
+        self.k, self.skip = CaptureShell(self.nb.path_), _skip_cell(self.nb, get_config().tst_flags.split())
+        self.k.user_ns["show_doc"] = show_doc
+    def __call__(self, cell):
+        if not (_do_eval(cell) if not self.run_all else getattr(cell, "has_sd", False) or not self.skip(cell)): return
+        self.k.cell(cell, timeout=self.timeout)
+        if self.k.exc: raise RuntimeError(f"{Path(self.nb.path_).name}: cell {cell.idx_} raised "
+                                          f"{type(self.k.exc).__name__}: {self.k.exc}\n{cell.source}")
+
+def quarto_opts(cell):
+    "Quarto's cell options (left by nbdev for Quarto) as nbconvert reads them: echo/output/include false."
+    if cell.cell_type != "code": return
+    cell.metadata.pop("execution", None)                                   # execnb's timing: not nbformat's schema
+    opts = dict(re.findall(r"^#\|\s*([\w-]+):\s*(.*?)\s*$", cell.source, re.M))
+    cell.source = re.sub(r"^#\|.*\n?", "", cell.source, flags=re.M).strip()
+    if opts.get("include") == "false": cell.source = None
+    if opts.get("echo") == "false" or not cell.source: cell.metadata.setdefault("transient", {})["remove_source"] = True
+    if opts.get("output") == "false": cell.outputs = []
+
+class DocProcs(FilterDefaults):
+    "nbdev's doc processors; the notebook run whole (exec) or only for show_doc (no exec, nbdev's own)."
+    def __init__(self, exec_=True): self.exec_ = exec_
+    def base_procs(self):
+        exec_nb.run_all = self.exec_
+        return [exec_nb if p is exec_show_docs else p for p in super().base_procs()] + [quarto_opts]
+
+def pages(cfg):
+    "{notebook path: (page name, title)} in the order of nbs/sidebar.yml, which nbdev's sidebar command writes from nbs/."
+    nbdev_sidebar.__wrapped__(path=str(cfg.nbs_path), force=True)
+    items = yaml.safe_load((cfg.nbs_path/"sidebar.yml").read_text())["website"]["sidebar"]["contents"]
+    return {cfg.nbs_path/n: (nbpath2html(n).name, nb_frontmatter(read_nb(cfg.nbs_path/n)).get("title", n))
+            for n in items if isinstance(n, str) and n.endswith(".ipynb")}
+
+def fix_links(html, cfg, names):
+    "Site links made local: nbdev's doclinks (the hosted URL) and links to notebooks; heading ids as Quarto's."
+    html = html.replace(f'href="{cfg.doc_host}{cfg.doc_baseurl}/', 'href="')
+    html = re.sub(r'href="(?:\./|nbs/)?([\w-]+)\.ipynb', lambda m: f'href="{names[m[1] + ".ipynb"][0]}' if m[1] + ".ipynb" in names else m[0], html)
+    return re.sub(r'(<h\d id=")([^"]+)', lambda m: m[1] + m[2].lower(), html)
+
+def render(nb_path, out, cfg, names, exec_=True):
+    "One page: process and run the notebook, export it with the template; the seconds it took."
+    t0, nb, main = time.time(), read_nb(nb_path), sys.modules["__main__"]
+    nb.path_ = str(nb_path)
+    try:
+        with working_directory(nb_path.parent): DocProcs(exec_)(nb)
+    finally: sys.modules["__main__"] = main                # IPython's shell takes __main__: the pool's worker needs it back
+    nb = nbformat.reads(nb2str(nb), as_version=4)
+    fm = yaml.safe_load(nb.cells.pop(0).source.strip("-\n")) if nb.cells and nb.cells[0].cell_type == "raw" else {}
+    site = dict(pages=list(names.values()), fm=fm, current=names[nb_path.name][0], project=cfg.title,
+                src=nb_path.relative_to(cfg.config_path).as_posix())
+    ex = HTMLExporter(extra_template_basedirs=[str(TEMPLATE.parent)], template_name=TEMPLATE.name, mathjax_url=MATHJAX,
+                      exclude_input_prompt=True, exclude_output_prompt=True)
+    html, _ = ex.from_notebook_node(nb, resources=dict(site=site, metadata=dict(name=fm.get("title", nb_path.stem))))
+    (out/names[nb_path.name][0]).write_text(fix_links(html, cfg, names))
+    return time.time() - t0
+
+def build(out, only=(), exec_=True, jobs=2, timeout=300):
+    "Write the pages (all, or `only` those named) and MathJax into `out`; failures reported by notebook."
+    from concurrent.futures import ProcessPoolExecutor
+    import jupyter_server_mathjax
+    cfg = get_config(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    allp = pages(cfg)
+    todo = {p: n for p, (n, _) in allp.items() if not only or {p.stem, n[:-5]} & set(only)}
+    if only and not todo: sys.exit(f"docs: no notebook named {' '.join(only)}")
+    names = {p.name: v for p, v in allp.items()}
+    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent/"static", out/"mathjax", dirs_exist_ok=True)
+    if (cfg.nbs_path/"images").is_dir(): shutil.copytree(cfg.nbs_path/"images", out/"images", dirs_exist_ok=True)
+    exec_nb.timeout = timeout
+    with ProcessPoolExecutor(jobs) as ex:
+        futs = {p: ex.submit(render, p, out, cfg, names, exec_) for p in todo}
+        errs = [f"{p.name}: {e}" for p, f in futs.items() if (e := f.exception())]
+        for p, f in futs.items(): f.exception() or print(f"{p.name} -> {out/todo[p]} ({f.result():.1f} s)")
+    if errs: sys.exit("docs: build failed:\n" + "\n".join(errs))
+
+def readme(cfg=None):
+    "README.md from the index notebook with nbdev's processors (no run) and nbconvert's MarkdownExporter."
+    cfg = cfg or get_config()
+    nb = read_nb(cfg.nbs_path/cfg.readme_nb); nb.path_ = str(cfg.nbs_path/cfg.readme_nb)
+    with working_directory(cfg.nbs_path): DocProcs(exec_=False)(nb)
+    md, _ = MarkdownExporter().from_notebook_node(nbformat.reads(nb2str(nb), as_version=4))
+    fm = yaml.safe_load(nb.cells[0].source.strip("-\n")) if nb.cells[0].cell_type == "raw" else {}
+    md = re.sub(r"\A\s*---.*?---\s*", "", md, flags=re.S)          # the raw front matter cell
+    head = f"# {fm.get('title', cfg.title)}\n\n" + (f"> {fm['description']}\n\n" if fm.get("description") else "")
+    md = re.sub(r"(\]\()(?!https?:|#|/|mailto:)([^)\s]+)", rf"\1{cfg.nbs_path.name}/\2", head + md)   # links from the root
+    (cfg.config_path/"README.md").write_text(f"<!-- generated from {cfg.nbs_path.name}/{cfg.readme_nb} by tools/docs.py --readme; edit the notebook -->\n\n" + md.strip() + "\n")
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--readme", action="store_true", help="write README.md from nbs/index.ipynb and stop")
+    ap.add_argument("--out", default=None, help="output folder (default: doc_path of pyproject, _docs)")
+    ap.add_argument("--only", nargs="*", default=(), help="only these pages (e.g. klip or 13_klip)")
+    ap.add_argument("--no-exec", action="store_true", help="do not run the notebooks (no outputs but show_doc)")
+    ap.add_argument("--jobs", "-j", type=int, default=2, help="notebooks built in parallel")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds allowed per cell")
+    a = ap.parse_args()
+    if a.readme: readme()
+    else:
+        t0 = time.time(); build(a.out or get_config().doc_path, a.only, not a.no_exec, a.jobs, a.timeout)
+        print(f"docs: built in {time.time() - t0:.0f} s")
