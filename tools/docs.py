@@ -16,7 +16,7 @@ from fastcore.xtras import working_directory
 from execnb.shell import CaptureShell
 from nbdev.config import get_config, nbpath2html
 from nbdev.process import Processor
-from nbdev.processors import FilterDefaults, exec_show_docs, _do_eval
+from nbdev.processors import FilterDefaults, exec_show_docs, _do_eval, insert_warning, add_links
 from nbdev.showdoc import BasicMarkdownRenderer, show_doc as _show_doc
 from fastcore.docments import DocmentTbl
 from nbdev.quarto import nbdev_sidebar
@@ -50,8 +50,7 @@ class exec_nb(Processor):
     def __call__(self, cell):
         if not (_do_eval(cell) if not self.run_all else getattr(cell, "has_sd", False) or not self.skip(cell)): return
         self.k.cell(cell, timeout=self.timeout)
-        if self.k.exc: raise RuntimeError(f"{Path(self.nb.path_).name}: cell {cell.idx_} raised "
-                                          f"{type(self.k.exc).__name__}: {self.k.exc}\n{cell.source}")
+        if self.k.exc: raise RuntimeError(f"{type(self.k.exc).__name__}: {self.k.exc}\nin the cell:\n{cell.source}")
 
 def quarto_opts(cell):
     "Quarto's cell options (left by nbdev for Quarto) as nbconvert reads them: echo/output/include false."
@@ -64,15 +63,15 @@ def quarto_opts(cell):
     if opts.get("output") == "false": cell.outputs = []
 
 class DocProcs(FilterDefaults):
-    "nbdev's doc processors; the notebook run whole (exec) or only for show_doc (no exec, nbdev's own)."
-    def __init__(self, exec_=True): self.exec_ = exec_
+    "nbdev's doc processors (less `skip`); the notebook run whole (exec) or only for show_doc (nbdev's rule)."
+    def __init__(self, exec_=True, skip=()): self.exec_, self.skip = exec_, skip
     def base_procs(self):
         exec_nb.run_all = self.exec_
-        return [exec_nb if p is exec_show_docs else p for p in super().base_procs()] + [quarto_opts]
+        return [exec_nb if p is exec_show_docs else p for p in super().base_procs() if p not in self.skip] + [quarto_opts]
 
 def pages(cfg):
     "{notebook path: (page name, title)} in the order of nbs/sidebar.yml, which nbdev's sidebar command writes from nbs/."
-    nbdev_sidebar.__wrapped__(path=str(cfg.nbs_path), force=True)
+    nbdev_sidebar(path=str(cfg.nbs_path), force=True)
     items = yaml.safe_load((cfg.nbs_path/"sidebar.yml").read_text())["website"]["sidebar"]["contents"]
     return {cfg.nbs_path/n: (nbpath2html(n).name, nb_frontmatter(read_nb(cfg.nbs_path/n)).get("title", n))
             for n in items if isinstance(n, str) and n.endswith(".ipynb")}
@@ -81,7 +80,7 @@ def fix_links(html, cfg, names):
     "Site links made local: nbdev's doclinks (the hosted URL) and links to notebooks; heading ids as Quarto's."
     html = html.replace(f'href="{cfg.doc_host}{cfg.doc_baseurl}/', 'href="')
     html = re.sub(r'href="(?:\./|nbs/)?([\w-]+)\.ipynb', lambda m: f'href="{names[m[1] + ".ipynb"][0]}' if m[1] + ".ipynb" in names else m[0], html)
-    return re.sub(r'(<h\d id=")([^"]+)', lambda m: m[1] + m[2].lower(), html)
+    return re.sub(r'(<h\d id="|href="[^":#]*#)([^"]+)', lambda m: m[1] + m[2].lower(), html)   # anchors as nbdev's
 
 def render(nb_path, out, cfg, names, exec_=True):
     "One page: process and run the notebook, export it with the template; the seconds it took."
@@ -122,7 +121,7 @@ def readme(cfg=None):
     "README.md from the index notebook with nbdev's processors (no run) and nbconvert's MarkdownExporter."
     cfg = cfg or get_config()
     nb = read_nb(cfg.nbs_path/cfg.readme_nb); nb.path_ = str(cfg.nbs_path/cfg.readme_nb)
-    with working_directory(cfg.nbs_path): DocProcs(exec_=False)(nb)
+    with working_directory(cfg.nbs_path): DocProcs(False, skip=(insert_warning, add_links))(nb)   # links stay in the repo
     md, _ = MarkdownExporter().from_notebook_node(nbformat.reads(nb2str(nb), as_version=4))
     fm = yaml.safe_load(nb.cells[0].source.strip("-\n")) if nb.cells[0].cell_type == "raw" else {}
     md = re.sub(r"\A\s*---.*?---\s*", "", md, flags=re.S)          # the raw front matter cell
