@@ -71,9 +71,9 @@ def test_demo_command(tmp_path):
     assert mawet_snr(img.sci, xy, truth["psf_fwhm_pix"], center=star_xy(img.primary, img.wcs)).snr > 5
 
 
-def test_aumic_end_to_end(aumic_dir, tmp_path):
+def test_aumic_end_to_end(aumic_dir, aumic_asn, tmp_path):
     "Real NIRCam data: every product written; the i2d shows AU Mic's disk at PA 128.6 +/- 1.5 deg."
-    res = coronlit.coron3(aumic_dir / "coron3_f356w_asn.json", tmp_path, progress=False)
+    res = coronlit.coron3(aumic_asn, tmp_path, progress=False)
     n = {k: len(v) for k, v in res.paths.items()}
     assert n == {"crfints": 8, "psfstack": 1, "psfalign": 2, "psfsub": 2, "i2d": 1}, n
     assert res.psfstack.sci.shape == (6, 320, 320)
