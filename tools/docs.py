@@ -1,18 +1,16 @@
-"""The offline docs (Quarto, the published route, is `nbdev-docs`) and the README, from maintained tools.
+"""The offline docs (the published site is Quarto's: `nbdev-docs`) and the README, from nbdev's processors and nbconvert.
 
-    python tools/docs.py                  # every notebook of nbs/sidebar.yml (nbdev's order), executed, into _docs/
-    python tools/docs.py --only klip --no-exec --out /tmp/d    # one page, without running the notebook
-    python tools/docs.py --readme         # README.md from nbs/index.ipynb
-
-A page is nbdev's own doc processing (nbdev.processors.FilterDefaults: front matter, show_doc cells, hidden cells,
-doclinks) with nbdev-test's run of the notebook in place of its show_doc-only run, then nbconvert's HTMLExporter
-with tools/docs_template. MathJax comes from the jupyter-server-mathjax package, copied into the site: no network.
+    python tools/docs.py [--only klip] [--out _docs] [--no-exec]   # pages of nbs/sidebar.yml (nbdev's order) into _docs/
+    python tools/docs.py --readme                                   # README.md from nbs/index.ipynb
 """
-import argparse, re, shutil, sys, time
+import re, shutil, sys, time
+from functools import partial, reduce
+from importlib import import_module
 from pathlib import Path
 import nbformat, yaml
 from fastcore.nbio import read_nb, nb2str, nb_frontmatter
 from fastcore.xtras import working_directory
+from fastcore.script import call_parse
 from execnb.shell import CaptureShell
 from nbdev.config import get_config, nbpath2html
 from nbdev.process import Processor
@@ -37,20 +35,27 @@ class TableRenderer(BasicMarkdownRenderer):
     def _repr_markdown_(self):
         md = re.sub(r"\[source\]\((.*?)(#LNone)?\)\{[^}]*\}", r'<a class="source" href="\1">source</a>', super()._repr_markdown_())
         if isinstance(self.sym, type): md = re.sub(r"```python\ndef (.*?)(->None)?:?\n```", r"```python\nclass \1\n```", md, flags=re.S)
-        return md + (f"\n\n{self.tbl._repr_markdown_()}" if self.tbl and self.tbl.has_docment else "")
+        return md + (f"\n\n{self.tbl._repr_markdown_().replace('<', '&lt;')}" if self.tbl and self.tbl.has_docment else "")
 
-def show_doc(sym, renderer=TableRenderer, **kw): return _show_doc(sym, renderer=renderer, **kw)
+def show_doc(sym, mod=None, **kw):
+    "nbdev's show_doc with the table, of the exported object (its source, its field comments) if the notebook made `sym`."
+    if mod and getattr(sym, "__module__", None) == "__main__":
+        try: sym = reduce(getattr, sym.__qualname__.split("."), import_module(mod))
+        except (AttributeError, ImportError): pass
+    return _show_doc(sym, renderer=TableRenderer, **kw)
 
 class exec_nb(Processor):
     "Run the notebook as nbdev-test does (same skipped cells) and the show_doc cells nbdev added, keeping the outputs."
-    timeout, run_all = 300, True
+    timeout, run_all, flags = 300, True, ""
     def begin(self):
-        self.k, self.skip = CaptureShell(self.nb.path_), _skip_cell(self.nb, get_config().tst_flags.split())
-        self.k.user_ns["show_doc"] = show_doc
+        self.k, self.skip = CaptureShell(self.nb.path_), _skip_cell(self.nb, get_config().tst_flags.split(), self.flags.split())
+        mod = next((c.directives_["default_exp"] for c in self.nb.cells if "default_exp" in getattr(c, "directives_", {})), None)
+        self.k.user_ns["show_doc"] = partial(show_doc, mod=mod and f"{get_config().lib_path.name}.{mod}")
     def __call__(self, cell):
-        if not (_do_eval(cell) if not self.run_all else getattr(cell, "has_sd", False) or not self.skip(cell)): return
+        sd = getattr(cell, "has_sd", False)
+        if not (sd or not self.skip(cell) and (self.run_all or _do_eval(cell))): return
         self.k.cell(cell, timeout=self.timeout)
-        if self.k.exc: raise RuntimeError(f"{type(self.k.exc).__name__}: {self.k.exc}\nin the cell:\n{cell.source}")
+        if self.k.exc and (sd or self.run_all): raise RuntimeError(f"{type(self.k.exc).__name__}: {self.k.exc}\nin the cell:\n{cell.source}")
 
 def quarto_opts(cell):
     "Quarto's cell options (left by nbdev for Quarto) as nbconvert reads them: echo/output/include false."
@@ -89,8 +94,8 @@ def render(nb_path, out, cfg, names, exec_=True):
     try:
         with working_directory(nb_path.parent): DocProcs(exec_)(nb)
     finally: sys.modules["__main__"] = main                # IPython's shell takes __main__: the pool's worker needs it back
-    nb = nbformat.reads(nb2str(nb), as_version=4)
-    fm = yaml.safe_load(nb.cells.pop(0).source.strip("-\n")) if nb.cells and nb.cells[0].cell_type == "raw" else {}
+    fm, nb = nb.frontmatter_, nbformat.reads(nb2str(nb), as_version=4)
+    if fm: nb.cells.pop(0)                                  # the front matter cell: the template shows title and summary
     site = dict(pages=list(names.values()), fm=fm, current=names[nb_path.name][0], project=cfg.title,
                 src=nb_path.relative_to(cfg.config_path).as_posix())
     ex = HTMLExporter(extra_template_basedirs=[str(TEMPLATE.parent)], template_name=TEMPLATE.name, mathjax_url=MATHJAX,
@@ -99,46 +104,42 @@ def render(nb_path, out, cfg, names, exec_=True):
     (out/names[nb_path.name][0]).write_text(fix_links(html, cfg, names))
     return time.time() - t0
 
-def build(out, only=(), exec_=True, jobs=2, timeout=300):
-    "Write the pages (all, or `only` those named) and MathJax into `out`; failures reported by notebook."
+def write_readme():
+    "README.md from the index notebook with nbdev's processors (no run) and nbconvert's MarkdownExporter."
+    cfg = get_config()
+    nb = read_nb(cfg.nbs_path/cfg.readme_nb); nb.path_ = str(cfg.nbs_path/cfg.readme_nb)
+    with working_directory(cfg.nbs_path): DocProcs(False, skip=(insert_warning, add_links))(nb)   # links stay in the repo
+    md, _ = MarkdownExporter().from_notebook_node(nbformat.reads(nb2str(nb), as_version=4))
+    fm = nb.frontmatter_
+    md = re.sub(r"\A\s*---.*?---\s*", "", md, flags=re.S)          # the raw front matter cell
+    head = f"# {fm.get('title', cfg.title)}\n\n" + (f"> {fm['description']}\n\n" if fm.get("description") else "")
+    md = re.sub(r"(\]\()(?!https?:|#|/|mailto:)([^)\s]+)", rf"\1{cfg.nbs_path.name}/\2", head + md)   # links from the root
+    (cfg.config_path/"README.md").write_text(f"<!-- generated from {cfg.nbs_path.name}/{cfg.readme_nb} by tools/docs.py --readme; edit the notebook -->\n\n" + md.strip() + "\n")
+
+@call_parse
+def main(only:str="",          # only these pages, space-separated (e.g. "klip 12_align_refs")
+         out:str=None,         # output folder (default: pyproject's doc_path, _docs)
+         no_exec:bool=False,   # do not run the notebooks: no outputs but show_doc's
+         flags:str="",         # cell flags to run that nbdev-test skips (as `nbdev-test --flags`)
+         jobs:int=2,           # notebooks built in parallel
+         timeout:int=300,      # seconds allowed per cell
+         readme:bool=False):   # write README.md from nbs/index.ipynb instead
+    "Write the pages and MathJax into `out`; failures reported by notebook."
     from concurrent.futures import ProcessPoolExecutor
     import jupyter_server_mathjax
-    cfg = get_config(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    if readme: return write_readme()
+    t0, cfg, only, exec_ = time.time(), get_config(), only.split(), not no_exec
+    out = Path(out or cfg.doc_path); out.mkdir(parents=True, exist_ok=True)
     allp = pages(cfg)
     todo = {p: n for p, (n, _) in allp.items() if not only or {p.stem, n[:-5]} & set(only)}
     if only and not todo: sys.exit(f"docs: no notebook named {' '.join(only)}")
     names = {p.name: v for p, v in allp.items()}
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent/"static", out/"mathjax", dirs_exist_ok=True)
     if (cfg.nbs_path/"images").is_dir(): shutil.copytree(cfg.nbs_path/"images", out/"images", dirs_exist_ok=True)
-    exec_nb.timeout = timeout
+    exec_nb.timeout, exec_nb.flags = timeout, flags
     with ProcessPoolExecutor(jobs) as ex:
         futs = {p: ex.submit(render, p, out, cfg, names, exec_) for p in todo}
         errs = [f"{p.name}: {e}" for p, f in futs.items() if (e := f.exception())]
         for p, f in futs.items(): f.exception() or print(f"{p.name} -> {out/todo[p]} ({f.result():.1f} s)")
     if errs: sys.exit("docs: build failed:\n" + "\n".join(errs))
-
-def readme(cfg=None):
-    "README.md from the index notebook with nbdev's processors (no run) and nbconvert's MarkdownExporter."
-    cfg = cfg or get_config()
-    nb = read_nb(cfg.nbs_path/cfg.readme_nb); nb.path_ = str(cfg.nbs_path/cfg.readme_nb)
-    with working_directory(cfg.nbs_path): DocProcs(False, skip=(insert_warning, add_links))(nb)   # links stay in the repo
-    md, _ = MarkdownExporter().from_notebook_node(nbformat.reads(nb2str(nb), as_version=4))
-    fm = yaml.safe_load(nb.cells[0].source.strip("-\n")) if nb.cells[0].cell_type == "raw" else {}
-    md = re.sub(r"\A\s*---.*?---\s*", "", md, flags=re.S)          # the raw front matter cell
-    head = f"# {fm.get('title', cfg.title)}\n\n" + (f"> {fm['description']}\n\n" if fm.get("description") else "")
-    md = re.sub(r"(\]\()(?!https?:|#|/|mailto:)([^)\s]+)", rf"\1{cfg.nbs_path.name}/\2", head + md)   # links from the root
-    (cfg.config_path/"README.md").write_text(f"<!-- generated from {cfg.nbs_path.name}/{cfg.readme_nb} by tools/docs.py --readme; edit the notebook -->\n\n" + md.strip() + "\n")
-
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--readme", action="store_true", help="write README.md from nbs/index.ipynb and stop")
-    ap.add_argument("--out", default=None, help="output folder (default: doc_path of pyproject, _docs)")
-    ap.add_argument("--only", nargs="*", default=(), help="only these pages (e.g. klip or 13_klip)")
-    ap.add_argument("--no-exec", action="store_true", help="do not run the notebooks (no outputs but show_doc)")
-    ap.add_argument("--jobs", "-j", type=int, default=2, help="notebooks built in parallel")
-    ap.add_argument("--timeout", type=int, default=300, help="seconds allowed per cell")
-    a = ap.parse_args()
-    if a.readme: readme()
-    else:
-        t0 = time.time(); build(a.out or get_config().doc_path, a.only, not a.no_exec, a.jobs, a.timeout)
-        print(f"docs: built in {time.time() - t0:.0f} s")
+    print(f"docs: {len(todo)} pages in {time.time() - t0:.0f} s")
