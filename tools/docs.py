@@ -1,6 +1,7 @@
 """The offline docs (the published site is Quarto's: `nbdev-docs`) and the README, from nbdev's processors and nbconvert.
 
     python tools/docs.py [--only klip] [--out _docs] [--no-exec]   # pages of nbs/sidebar.yml (nbdev's order) into _docs/
+    nbdev-test --save && python tools/docs.py --no-exec && nbdev-clean  # the same, from nbdev-test's run (as CI does)
     python tools/docs.py --readme                                   # README.md from nbs/index.ipynb
 """
 import re, shutil, sys, time
@@ -14,7 +15,7 @@ from fastcore.script import call_parse
 from execnb.shell import CaptureShell
 from nbdev.config import get_config, nbpath2html
 from nbdev.process import Processor
-from nbdev.processors import FilterDefaults, exec_show_docs, _do_eval, insert_warning, add_links
+from nbdev.processors import FilterDefaults, FrontmatterProc, exec_show_docs, _do_eval, insert_warning, add_links
 from nbdev.showdoc import BasicMarkdownRenderer, show_doc as _show_doc
 from fastcore.docments import DocmentTbl
 from nbdev.quarto import nbdev_sidebar
@@ -22,7 +23,6 @@ from nbdev.test import _skip_cell
 from nbconvert import HTMLExporter, MarkdownExporter
 
 TEMPLATE = Path(__file__).with_name("docs_template")
-MATHJAX = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
 class TableRenderer(BasicMarkdownRenderer):
     "nbdev's show_doc with the arguments in fastcore's docments table under the signature (as nbdev 2 showed them)."
@@ -54,7 +54,8 @@ class exec_nb(Processor):
     def __call__(self, cell):
         sd = getattr(cell, "has_sd", False)
         if not (sd or not self.skip(cell) and (self.run_all or _do_eval(cell))): return
-        self.k.cell(cell, timeout=self.timeout)
+        if sd or self.run_all: self.k.cell(cell, timeout=self.timeout)
+        else: self.k.run(cell.source, timeout=self.timeout)      # no run: for show_doc's names; saved outputs are kept
         if self.k.exc and (sd or self.run_all): raise RuntimeError(f"{type(self.k.exc).__name__}: {self.k.exc}\nin the cell:\n{cell.source}")
 
 def quarto_opts(cell):
@@ -75,10 +76,10 @@ class DocProcs(FilterDefaults):
         return [exec_nb if p is exec_show_docs else p for p in super().base_procs() if p not in self.skip] + [quarto_opts]
 
 def pages(cfg):
-    "{notebook path: (page name, title)} in the order of nbs/sidebar.yml, which nbdev's sidebar command writes from nbs/."
+    "{notebook: (page name, title)} in the order of nbs/sidebar.yml, which nbdev's sidebar command writes from nbs/."
     nbdev_sidebar(path=str(cfg.nbs_path), force=True)
     items = yaml.safe_load((cfg.nbs_path/"sidebar.yml").read_text())["website"]["sidebar"]["contents"]
-    return {cfg.nbs_path/n: (nbpath2html(n).name, nb_frontmatter(read_nb(cfg.nbs_path/n)).get("title", n))
+    return {n: (nbpath2html(n).name, nb_frontmatter(read_nb(cfg.nbs_path/n)).get("title", n))
             for n in items if isinstance(n, str) and n.endswith(".ipynb")}
 
 def fix_links(html, cfg, names):
@@ -98,7 +99,7 @@ def render(nb_path, out, cfg, names, exec_=True):
     if fm: nb.cells.pop(0)                                  # the front matter cell: the template shows title and summary
     site = dict(pages=list(names.values()), fm=fm, current=names[nb_path.name][0], project=cfg.title,
                 src=nb_path.relative_to(cfg.config_path).as_posix())
-    ex = HTMLExporter(extra_template_basedirs=[str(TEMPLATE.parent)], template_name=TEMPLATE.name, mathjax_url=MATHJAX,
+    ex = HTMLExporter(extra_template_basedirs=[str(TEMPLATE.parent)], template_name=TEMPLATE.name, mathjax_url="mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe",
                       exclude_input_prompt=True, exclude_output_prompt=True)
     html, _ = ex.from_notebook_node(nb, resources=dict(site=site, metadata=dict(name=fm.get("title", nb_path.stem))))
     (out/names[nb_path.name][0]).write_text(fix_links(html, cfg, names))
@@ -108,18 +109,15 @@ def write_readme():
     "README.md from the index notebook with nbdev's processors (no run) and nbconvert's MarkdownExporter."
     cfg = get_config()
     nb = read_nb(cfg.nbs_path/cfg.readme_nb); nb.path_ = str(cfg.nbs_path/cfg.readme_nb)
-    with working_directory(cfg.nbs_path): DocProcs(False, skip=(insert_warning, add_links))(nb)   # links stay in the repo
+    with working_directory(cfg.nbs_path): DocProcs(False, skip=(FrontmatterProc, insert_warning, add_links))(nb)  # as written
     md, _ = MarkdownExporter().from_notebook_node(nbformat.reads(nb2str(nb), as_version=4))
-    fm = nb.frontmatter_
-    md = re.sub(r"\A\s*---.*?---\s*", "", md, flags=re.S)          # the raw front matter cell
-    head = f"# {fm.get('title', cfg.title)}\n\n" + (f"> {fm['description']}\n\n" if fm.get("description") else "")
-    md = re.sub(r"(\]\()(?!https?:|#|/|mailto:)([^)\s]+)", rf"\1{cfg.nbs_path.name}/\2", head + md)   # links from the root
+    md = re.sub(r"(\]\()(?!https?:|#|/|mailto:)([^)\s]+)", rf"\1{cfg.nbs_path.name}/\2", md)   # links from the root
     (cfg.config_path/"README.md").write_text(f"<!-- generated from {cfg.nbs_path.name}/{cfg.readme_nb} by tools/docs.py --readme; edit the notebook -->\n\n" + md.strip() + "\n")
 
 @call_parse
 def main(only:str="",          # only these pages, space-separated (e.g. "klip 12_align_refs")
          out:str=None,         # output folder (default: pyproject's doc_path, _docs)
-         no_exec:bool=False,   # do not run the notebooks: no outputs but show_doc's
+         no_exec:bool=False,   # do not run the notebooks: the outputs they have (e.g. `nbdev-test --save`), show_doc's
          flags:str="",         # cell flags to run that nbdev-test skips (as `nbdev-test --flags`)
          jobs:int=2,           # notebooks built in parallel
          timeout:int=300,      # seconds allowed per cell
@@ -130,10 +128,9 @@ def main(only:str="",          # only these pages, space-separated (e.g. "klip 1
     if readme: return write_readme()
     t0, cfg, only, exec_ = time.time(), get_config(), only.split(), not no_exec
     out = Path(out or cfg.doc_path); out.mkdir(parents=True, exist_ok=True)
-    allp = pages(cfg)
-    todo = {p: n for p, (n, _) in allp.items() if not only or {p.stem, n[:-5]} & set(only)}
+    names = pages(cfg)
+    todo = {cfg.nbs_path/p: n for p, (n, _) in names.items() if not only or {p[:-6], n[:-5]} & set(only)}
     if only and not todo: sys.exit(f"docs: no notebook named {' '.join(only)}")
-    names = {p.name: v for p, v in allp.items()}
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent/"static", out/"mathjax", dirs_exist_ok=True)
     if (cfg.nbs_path/"images").is_dir(): shutil.copytree(cfg.nbs_path/"images", out/"images", dirs_exist_ok=True)
     exec_nb.timeout, exec_nb.flags = timeout, flags
