@@ -88,6 +88,13 @@ def fix_links(html, cfg, names):
     html = re.sub(r'href="(?:\./|nbs/)?([\w-]+)\.ipynb', lambda m: f'href="{names[m[1] + ".ipynb"][0]}' if m[1] + ".ipynb" in names else m[0], html)
     return re.sub(r'(<h\d id="|href="[^":#]*#)([^"]+)', lambda m: m[1] + m[2].lower(), html)   # anchors as nbdev's
 
+def fix_anchors(out):
+    "A link to a name without a section of its own (a method, a private helper) goes to its class's section or its page."
+    ids = {f.name: set(re.findall(r' id="([^"]+)"', f.read_text())) for f in out.glob("*.html")}
+    def fix(m): return m[0] if m[2] in ids.get(m[1], {m[2]}) else \
+        f'href="{m[1]}' + (f'#{m[2].split(".")[0]}"' if m[2].split(".")[0] in ids[m[1]] else '"')
+    for f in out.glob("*.html"): f.write_text(re.sub(r'href="([\w-]+\.html)#([^"]+)"', fix, f.read_text()))
+
 def render(nb_path, out, cfg, names, exec_=True):
     "One page: process and run the notebook, export it with the template; the seconds it took."
     t0, nb, main = time.time(), read_nb(nb_path), sys.modules["__main__"]
@@ -138,5 +145,6 @@ def main(only:str="",          # only these pages, space-separated (e.g. "klip 1
         futs = {p: ex.submit(render, p, out, cfg, names, exec_) for p in todo}
         errs = [f"{p.name}: {e}" for p, f in futs.items() if (e := f.exception())]
         for p, f in futs.items(): f.exception() or print(f"{p.name} -> {out/todo[p]} ({f.result():.1f} s)")
+    fix_anchors(out)
     if errs: sys.exit("docs: build failed:\n" + "\n".join(errs))
     print(f"docs: {len(todo)} pages in {time.time() - t0:.0f} s")
