@@ -15,7 +15,7 @@ from fastcore.script import call_parse
 from execnb.shell import CaptureShell
 from nbdev.config import get_config, nbpath2html
 from nbdev.process import Processor
-from nbdev.processors import FilterDefaults, FrontmatterProc, exec_show_docs, _do_eval, insert_warning, add_links
+from nbdev.processors import FilterDefaults, FrontmatterProc, exec_show_docs, insert_warning, add_links
 from nbdev.showdoc import BasicMarkdownRenderer, show_doc as _show_doc
 from fastcore.docments import DocmentTbl
 from nbdev.quarto import nbdev_sidebar
@@ -53,9 +53,9 @@ class exec_nb(Processor):
         self.k.user_ns["show_doc"] = partial(show_doc, mod=mod and f"{get_config().lib_path.name}.{mod}")
     def __call__(self, cell):
         sd = getattr(cell, "has_sd", False)
-        if not (sd or not self.skip(cell) and (self.run_all or _do_eval(cell))): return
+        if not (sd or not self.skip(cell) and (self.run_all or cell.directives_.keys() & {"export", "exports", "exporti", "exec_doc"})): return
         if sd or self.run_all: self.k.cell(cell, timeout=self.timeout)
-        else: self.k.run(cell.source, timeout=self.timeout)      # no run: for show_doc's names; saved outputs are kept
+        else: self.k.run(cell.source, timeout=self.timeout)      # no run: the definitions for show_doc; outputs kept
         if self.k.exc and (sd or self.run_all): raise RuntimeError(f"{type(self.k.exc).__name__}: {self.k.exc}\nin the cell:\n{cell.source}")
 
 def quarto_opts(cell):
@@ -69,7 +69,7 @@ def quarto_opts(cell):
     if opts.get("output") == "false": cell.outputs = []
 
 class DocProcs(FilterDefaults):
-    "nbdev's doc processors (less `skip`); the notebook run whole (exec) or only for show_doc (nbdev's rule)."
+    "nbdev's doc processors (less `skip`); the notebook run whole (exec) or only its exported cells (for show_doc)."
     def __init__(self, exec_=True, skip=()): self.exec_, self.skip = exec_, skip
     def base_procs(self):
         exec_nb.run_all = self.exec_
