@@ -18,7 +18,7 @@ from nbdev.process import Processor
 from nbdev.processors import FilterDefaults, FrontmatterProc, exec_show_docs, insert_warning, add_links
 from nbdev.showdoc import BasicMarkdownRenderer, show_doc as _show_doc
 from fastcore.docments import DocmentTbl
-from nbdev.quarto import nbdev_sidebar
+from nbdev.quarto import nbdev_sidebar, refresh_quarto_yml
 from nbdev.test import _skip_cell
 from nbconvert import HTMLExporter, MarkdownExporter
 
@@ -132,6 +132,7 @@ def main(only:str="",          # only these pages, space-separated (e.g. "klip 1
     "Write the pages and MathJax into `out`; failures reported by notebook."
     from concurrent.futures import ProcessPoolExecutor
     import jupyter_server_mathjax
+    refresh_quarto_yml()                                  # nbs/nbdev.yml from pyproject.toml, as nbdev-docs writes it
     if readme: return write_readme()
     t0, cfg, only, exec_ = time.time(), get_config(), only.split(), not no_exec
     out = Path(out or cfg.doc_path); out.mkdir(parents=True, exist_ok=True)
