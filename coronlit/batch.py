@@ -237,7 +237,9 @@ def run_one(asn,         # ASN path or `Association`
     name = asn.path if isinstance(asn, Association) and asn.path else (asn.product_name if isinstance(asn, Association) else asn)
     st = AsnStatus(asn=str(name), output_dir=Path(output_dir), worker=f"{socket.gethostname()}:{os.getpid()}", start=time.time())
     try:
-        res = coron3(asn, output_dir, **{"progress": False, **(options or {})})
+        from coronlit.companions import split_options, after_resample     # analysis of the products, after the pipeline
+        opts, copts = split_options(options or {})
+        res = after_resample(coron3(asn, output_dir, **{"progress": False, **opts}), output_dir, copts)
         st.ok, st.paths, st.timings = True, res.paths, res.timings
     except CoronlitError as e:
         st.error = str(e)
@@ -283,19 +285,22 @@ def coron3_on(asn,              # ASN path or `Association`
              ):
     "Run `coron3` on one association in this process, its per-integration tasks on `scheduler`'s workers."
     from coronlit.pipeline import coron3
+    from coronlit.companions import split_options, after_resample
+    options, copts = split_options(options)                # the companions' options: checked before the run
     with dask_client(scheduler) as client:
         if client is not None:
             if _coron3_has_mapper(): options = {**options, "mapper": dask_mapper(client)}
             else: get_logger("batch").warning("this coron3 has no mapper= keyword: running in this process")
-        return coron3(asn, output_dir, **options)
+        return after_resample(coron3(asn, output_dir, **options), output_dir, copts)
 
 # %% ../nbs/24_batch.ipynb #328b1be5
 def _check_options(options:dict # keyword options meant for `coron3`
                   ) -> None:
     "Raise a TypeError for an option `coron3` does not have (before anything runs)."
     from coronlit.pipeline import coron3
+    from coronlit.companions import COMPANIONS
     params = inspect.signature(coron3).parameters
-    unknown = [k for k in options if k not in params or k in ("asn", "output_dir")]
+    unknown = [k for k in options if (k not in params and k not in COMPANIONS) or k in ("asn", "output_dir")]
     if unknown: raise TypeError(f"coron3() has no option {', '.join(unknown)}")
 
 # %% ../nbs/24_batch.ipynb #07f991c3

@@ -30,6 +30,8 @@ def _add_coron3_args(p:argparse.ArgumentParser # the `coron3` subcommand parser
                    help='none (default): in this process, one association after the other; "local:N": on a local Dask '
                         'cluster of N worker processes; "tcp://host:port": on an existing Dask cluster (dask scheduler)')
     CORON3.add_arguments(p)             # the step options, one flag each, grouped by step: declared in `pipeline.CORON3`
+    from coronlit.companions import COMPANIONS
+    COMPANIONS.add_arguments(p)         # after resample: the companions' options, declared in `companions.COMPANIONS`
 
 # %% ../nbs/21_cli.ipynb #db80c5e8
 CORON3_HELP = """Run outlier_detection, stack_refs, align_refs, klip and resample on coron3 associations and write the
@@ -90,7 +92,8 @@ def setup_logging(verbose:int=0, # 0: step summaries; 1: more; 2: debug
 def coron3_options(a:argparse.Namespace # parsed `coron3` arguments
                   ) -> dict:
     "The `coron3` keyword options given by the step flags (words such as `--psfmask none` turned into values)."
-    return CORON3.from_args(a)
+    from coronlit.companions import COMPANIONS
+    return {**CORON3.from_args(a), **COMPANIONS.from_args(a)}
 
 # %% ../nbs/21_cli.ipynb #49a1742a
 def run_coron3(a:argparse.Namespace # parsed `coron3` arguments

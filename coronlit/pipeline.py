@@ -77,6 +77,8 @@ class Coron3Result:
     timings: dict = field(default_factory=dict)   # step -> wall seconds ("write": writing, in the background;
                                                   #   "write_wait": time the computation waited for it)
     cpu: dict = field(default_factory=dict)       # step -> CPU seconds of the thread that ran it
+    companions: object = None                     # the companions Table (coronlit.companions), when measured
+    contrast: object = None                       # the transmission-corrected contrast curve Table, when measured
 
     def __repr__(self):
         n = sum(len(v) for v in self.paths.values())
