@@ -517,7 +517,7 @@ def test_quirks_are_not_errors(base, tmp_path, caplog):
     r = subprocess.run([str(BIN / "coronlit"), "-q", "coron3", str(s.asn), "-o", str(tmp_path / "cli")],
                        capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0 and "error" not in r.stderr, r.stderr[-2000:]
-    assert len([p for p in (tmp_path / "cli").iterdir()]) == 6
+    assert len([p for p in (tmp_path / "cli").iterdir()]) == 9     # 6 products + the companions table, curve and plot
 
 
 def test_validate_members_names_the_group(base, tmp_path):

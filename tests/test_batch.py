@@ -88,7 +88,7 @@ def test_failure_isolated_cli(asns, tmp_path):
     assert "Traceback" not in r.stderr
     assert "associations: 100%" in r.stderr and "3/3" in r.stderr     # one progress bar over the whole batch
     written = [Path(l) for l in r.stdout.split()]
-    assert len(written) == 20 and all(p.is_file() for p in written)
+    assert len(written) == 26 and all(p.is_file() for p in written)    # 10 products + companions ECSV, curve ECSV, PNG each
     pn = read_asn(good[0]).product_name
     assert {p.parent.name for p in written} == {pn, f"{pn}-2"}           # the broken one's folder stays empty
 
@@ -125,7 +125,7 @@ def test_tcp_scheduler(asns, cluster, tmp_path):
     r = subprocess.run([str(BIN / "coronlit"), "-q", "coron3", str(good[2]), "-o", str(tmp_path / "cli"), "--scheduler", addr,
                         "--truncate", "6"], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert len(r.stdout.split()) == 10 and all(Path(l).parent == tmp_path / "cli" for l in r.stdout.split())
+    assert len(r.stdout.split()) == 13 and all(Path(l).parent == tmp_path / "cli" for l in r.stdout.split())  # + companions x3
 
 
 def test_unreachable_scheduler(asns, tmp_path):
