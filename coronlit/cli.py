@@ -54,12 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("coron3", help="run the coron3 pipeline on one or more associations",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description=CORON3_HELP, epilog=CORON3_EXAMPLES)
     _add_coron3_args(c)
+    from coronlit.image3_cli import add_image3_command, add_stage3_command   # image3 and the EXP_TYPE router (nbs/62)
+    add_image3_command(sub); add_stage3_command(sub)
     d = sub.add_parser("demo", help="simulate a small dataset and run the pipeline on it",
                        description="Write a small simulated NIRCam coronagraphic dataset (two rolls, two reference stars, "
                                    "a faint companion) and run the coron3 pipeline on it.")
     d.add_argument("-o", "--output-dir", default="coronlit_demo", help="folder for the data and products (default coronlit_demo)")
     d.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
     d.add_argument("--instrument", choices=("nircam", "miri"), default="nircam", help="geometry to simulate (default nircam)")
+    d.add_argument("--pipeline", choices=("coron3", "image3"), default="coron3", help="coron3 (default), or image3 on a dithered imaging set")
     f = sub.add_parser("fetch", help="fetch a real public dataset (checked by sha256) and write a coron3 association for it",
                        description="Fetch a registered dataset: from CORONLIT_DATA (a local folder holding it), the user's cache, "
                                    "or a download (CORONLIT_DATA_URL or the public default). Prints the folder.")
@@ -150,10 +153,17 @@ def main(argv:list=None # arguments (default: sys.argv[1:])
     setup_logging(a.verbose, a.quiet)
     try:
         if a.command == "coron3": return report(run_coron3(a), debug=a.debug)
+        if a.command in ("image3", "stage3"):
+            from coronlit.image3_cli import run_image3_command, run_stage3_command
+            return report((run_image3_command if a.command == "image3" else run_stage3_command)(a), debug=a.debug)
         if a.command == "fetch": return run_fetch(a)
-        res = run_demo(a.output_dir, a.seed, a.instrument, progress=not a.quiet)
-        from coronlit.demo import describe
-        text = describe(res, Path(a.output_dir)/"products")
+        if a.pipeline == "image3":
+            from coronlit.image3_cli import run_image3_demo
+            res = run_image3_demo(a.output_dir, a.seed); text = ""
+        else:
+            res = run_demo(a.output_dir, a.seed, a.instrument, progress=not a.quiet)
+            from coronlit.demo import describe
+            text = describe(res, Path(a.output_dir)/"products")
     except CoronlitError as e:
         print(f"coronlit: error: {e}", file=sys.stderr); return 2
     except KeyboardInterrupt:
