@@ -6,13 +6,14 @@ Docs: https://coronlit.github.io/coronlit/asn.html.md"""
 
 # %% ../nbs/03_asn.ipynb #557a3ec6
 from __future__ import annotations
-import json, re
+import errno, json, re
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import AsnError, get_logger
 
 # %% auto #0
-__all__ = ['log', 'SOURCE_BASED', 'EXPOSURE_BASED', 'Member', 'Association', 'read_asn', 'member_root', 'product_path']
+__all__ = ['log', 'SOURCE_BASED', 'EXPOSURE_BASED', 'Member', 'Association', 'read_asn', 'read_products', 'member_root',
+           'product_path']
 
 # %% ../nbs/03_asn.ipynb #97dc724a
 log = get_logger("asn")
@@ -66,7 +67,10 @@ def _member(i:int, m, folder:Path, path:Path) -> Member:
     if exptype.strip().lower() not in ("science", "psf"):
         raise AsnError(f"{who}: unknown exptype {exptype!r} (expected science or psf)", path)
     try: return Member((folder / expname.strip()).resolve(), exptype.strip().lower(), expname.strip())
-    except (ValueError, OSError): raise AsnError(f"member {i}: expname {expname!r} is not a usable file name", path) from None
+    except RuntimeError: raise AsnError(f"{who}: symlink loop at {folder / expname.strip()}", path) from None  # Python < 3.13
+    except (ValueError, OSError) as e:
+        if getattr(e, "errno", None) == errno.ELOOP: raise AsnError(f"{who}: symlink loop at {folder / expname.strip()}", path) from None
+        raise AsnError(f"member {i}: expname {expname!r} is not a usable file name", path) from None
 
 # %% ../nbs/03_asn.ipynb #cf9bd111
 def _asn_id(asn:dict, product_name:str, path:Path) -> str:
@@ -90,18 +94,19 @@ def _check_product_name(name:str, # products[0].name
 
 # %% ../nbs/03_asn.ipynb #395a15df
 def read_asn(path:str|Path,         # the coron3 association (JSON)
-             check_files:bool=True  # also require every member file to exist
+             check_files:bool=True, # also require every member file to exist
+             product:int=None,      # which product of a several-product ASN (None: the ASN must have exactly one)
             ) -> Association:
     "Read and validate a coron3 ASN; AsnError naming the ASN (and the member) for every problem."
     path = Path(path).absolute()
     asn = _load_json(path)
     products = asn.get("products")
     if not isinstance(products, list) or not products: raise AsnError("no 'products' list (or it is empty)", path)
-    if len(products) > 1: log.warning("%s: %d products; coron3 uses only the first", path, len(products))
-    prod = products[0]
-    if not isinstance(prod, dict): raise AsnError("products[0] is not an object", path)
+    k = _product_index(products, product, path)
+    prod = products[k]
+    if not isinstance(prod, dict): raise AsnError(f"products[{k}] is not an object", path)
     name = prod.get("name")
-    if not isinstance(name, str) or not name.strip(): raise AsnError("products[0] has no 'name'", path)
+    if not isinstance(name, str) or not name.strip(): raise AsnError(f"products[{k}] has no 'name'", path)
     _check_product_name(name.strip(), path)
     raw = prod.get("members")
     if not isinstance(raw, list) or not raw: raise AsnError(f"product {name!r} has no 'members' (or the list is empty)", path)
@@ -120,6 +125,29 @@ def read_asn(path:str|Path,         # the coron3 association (JSON)
             except (ValueError, OSError): found = False  # e.g. a name too long for the file system
             if not found: raise AsnError(f"member {i} ({m.expname}): file not found at {m.path}", path)
     return res
+
+# %% ../nbs/03_asn.ipynb #1763586b
+def _product_index(products:list, # the ASN's products
+                   product,       # the index asked for, or None
+                   path:Path      # the ASN, for messages
+                  ) -> int:
+    "The index of the product to reduce; AsnError when it is ambiguous or out of range."
+    if product is None:
+        if len(products) == 1: return 0
+        names = ", ".join(str(p.get("name", "?")) if isinstance(p, dict) else "?" for p in products)
+        raise AsnError(f"{len(products)} products ({names}); one coron3 run reduces one product: `coronlit coron3` reduces each "
+                       f"into its own folder (in Python: coron3_many, or read_asn(path, product=K))", path)
+    if isinstance(product, bool) or not isinstance(product, int) or not 0 <= product < len(products):
+        raise AsnError(f"product {product!r} does not exist: the association has {len(products)}", path)
+    return product
+
+def read_products(path:str|Path # a coron3 association (JSON), with one or several products
+                 ) -> list:
+    "One `Association` per product of the ASN at `path` (each product reduced on its own, as a batch does)."
+    path = Path(path).absolute()
+    products = _load_json(path).get("products")
+    n = len(products) if isinstance(products, list) and products else 1
+    return [read_asn(path, product=None if n == 1 else k) for k in range(n)]
 
 # %% ../nbs/03_asn.ipynb #d00d3acd
 _SUFFIXES = ("calints", "crfints", "psfstack", "psfalign", "psfsub", "rateints", "cal", "i2d")

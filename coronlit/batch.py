@@ -14,11 +14,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .core import CoronlitError, InputError, get_logger
-from .asn import Association, read_asn
+from .asn import Association, read_asn, read_products
 
 # %% auto #0
 __all__ = ['parse_scheduler', 'check_workers', 'dask_client', 'realign', 'dask_mapper', 'batch_dirs', 'AsnStatus', 'run_one',
-           'BatchResult', 'coron3_on', 'coron3_many']
+           'BatchResult', 'coron3_on', 'each_product', 'coron3_many']
 
 # %% ../nbs/24_batch.ipynb #609ab20a
 def parse_scheduler(spec=None # None/"": this process; "local:N": a LocalCluster of N workers; "tcp://host:port": a Dask scheduler
@@ -340,6 +340,17 @@ def _spec_name(scheduler # a scheduler spec, a `distributed.Client` or None
     if scheduler is None or isinstance(scheduler, str): return scheduler or ""
     return getattr(getattr(scheduler, "scheduler", None), "address", "") or str(scheduler)
 
+# %% ../nbs/24_batch.ipynb #54b36acb
+def each_product(asns:list # ASN paths or `Association`s
+                ) -> list:
+    "The associations with every several-product ASN split into one `Association` per product (the others as given)."
+    out = []
+    for a in asns:
+        try: parts = read_products(a) if not isinstance(a, Association) else [a]
+        except CoronlitError: parts = [a]         # unreadable: its run reports the error
+        out += parts if len(parts) > 1 else [a]
+    return out
+
 # %% ../nbs/24_batch.ipynb #65c36cbb
 def coron3_many(asns,             # ASN paths / `Association`s (or a single one)
                 output_dir=".",   # folder for the products (a subfolder per association when several)
@@ -353,6 +364,7 @@ def coron3_many(asns,             # ASN paths / `Association`s (or a single one)
     log = get_logger("batch")
     asns = [asns] if isinstance(asns, (str, Path, Association)) else list(asns)
     if not asns: raise InputError("no association given")
+    asns = each_product(asns)
     _check_options(coron3_options)
     if "mapper" in coron3_options and scheduler is not None:
         raise TypeError("coron3_many chooses the mapper on a cluster: pass fanout=True instead of mapper=")

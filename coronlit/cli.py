@@ -14,7 +14,7 @@ from .core import CoronlitError, get_logger
 
 # %% auto #0
 __all__ = ['CORON3_HELP', 'CORON3_EXAMPLES', 'build_parser', 'setup_logging', 'coron3_options', 'run_coron3', 'run_demo',
-           'report', 'main']
+           'report', 'run_fetch', 'main']
 
 # %% ../nbs/21_cli.ipynb #ad10f625
 def _add_coron3_args(p:argparse.ArgumentParser # the `coron3` subcommand parser
@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output-dir", default="coronlit_demo", help="folder for the data and products (default coronlit_demo)")
     d.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
     d.add_argument("--instrument", choices=("nircam", "miri"), default="nircam", help="geometry to simulate (default nircam)")
+    f = sub.add_parser("fetch", help="fetch a real public dataset (checked by sha256) and write a coron3 association for it",
+                       description="Fetch a registered dataset: from CORONLIT_DATA (a local folder holding it), the user's cache, "
+                                   "or a download (CORONLIT_DATA_URL or the public default). Prints the folder.")
+    f.add_argument("name", nargs="?", help="dataset name (see --list)")
+    f.add_argument("-o", "--output-dir", default=None, metavar="DIR", help="folder to fill (default: the user's cache)")
+    f.add_argument("--list", action="store_true", help="list the registered datasets")
     return p
 
 # %% ../nbs/21_cli.ipynb #e5036e90
@@ -139,6 +145,17 @@ def report(res, # the `BatchResult` of `coron3_many`
         print(f"coronlit: {len(res.failed)} of {len(res.statuses)} associations failed", file=sys.stderr)
     return res.exit_status
 
+# %% ../nbs/21_cli.ipynb #68794eee
+def run_fetch(a:argparse.Namespace # parsed `fetch` arguments
+             ) -> int:
+    "List the datasets, or fetch one and print its folder; return the exit status."
+    from coronlit.datasets import catalog, fetch
+    if a.list:
+        print("\n".join(catalog())); return 0
+    if not a.name:
+        print(f"coronlit: error: fetch needs a dataset name; known datasets:\n" + "\n".join(catalog()), file=sys.stderr); return 2
+    print(fetch(a.name, a.output_dir, progress=not a.quiet)); return 0
+
 # %% ../nbs/21_cli.ipynb #241c90c6
 def main(argv:list=None # arguments (default: sys.argv[1:])
         ) -> int:
@@ -150,7 +167,10 @@ def main(argv:list=None # arguments (default: sys.argv[1:])
     setup_logging(a.verbose, a.quiet)
     try:
         if a.command == "coron3": return report(run_coron3(a), debug=a.debug)
+        if a.command == "fetch": return run_fetch(a)
         res = run_demo(a.output_dir, a.seed, a.instrument, progress=not a.quiet)
+        from coronlit.demo import describe
+        text = describe(res, Path(a.output_dir)/"products")
     except CoronlitError as e:
         print(f"coronlit: error: {e}", file=sys.stderr); return 2
     except KeyboardInterrupt:
@@ -161,4 +181,5 @@ def main(argv:list=None # arguments (default: sys.argv[1:])
         return 1
     for kind, paths in res.paths.items():
         for q in paths: print(q)
+    print(text)
     return 0

@@ -172,26 +172,44 @@ def _data_bytes(cards:dict) -> int|None:
     except KeyError: return None
     return _padded(nb)
 
-def _check_naxis(path:Path # the FITS file
+def _gunzipped(path:Path # a FITS file, perhaps gzipped (astropy reads .fits.gz as it is)
+              ) -> bytes|None:
+    "The decompressed bytes of a gzipped file (None if it is not gzipped); FitsError if it cannot be decompressed."
+    import gzip, zlib, psutil
+    with open(path, "rb") as f:
+        if f.read(2) != b"\x1f\x8b": return None
+    limit = psutil.virtual_memory().available // 2           # a decompression bomb stops here, not in the kernel's OOM killer
+    try:
+        with gzip.open(path) as g: raw = g.read(limit + 1)
+    except (OSError, EOFError, zlib.error) as e: raise FitsError(f"truncated or corrupt gzip file ({e})", path) from None
+    if len(raw) > limit: raise FitsError(f"decompresses to more than half the free memory ({limit >> 20} MB)", path)
+    return raw
+
+def _check_naxis(path:Path,       # the FITS file
+                 raw:bytes=None   # its decompressed bytes, if it is gzipped (from `_gunzipped`)
                 ) -> None:
     "FitsError if a header's NAXIS or TFIELDS is not 0..999, or a size is negative (astropy would loop for ever)."
     import mmap
+    if raw is not None: return _walk_headers(raw, len(raw), path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0: return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            pos, cards = 0, {}
-            while pos + FITS_BLOCK <= size:                # walk the headers only: the data is skipped, not scanned
-                for i in range(pos, pos + FITS_BLOCK, 80):
-                    card = mm[i:i + 80]
-                    if card[:8] == b"END     ":
-                        nb = _data_bytes(cards)
-                        if nb is None: return _scan_all(mm, path)
-                        pos, cards = pos + FITS_BLOCK + nb, {}
-                        break
-                    if kv := _size_card(card):
-                        _check_size(*kv, path); cards[kv[0]] = kv[1]
-                else: pos += FITS_BLOCK
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm: _walk_headers(mm, size, path)
+
+def _walk_headers(mm, size:int, path:Path):
+    "`_check_size` on the size cards of every header of the FITS bytes `mm`; the data are skipped, not scanned."
+    pos, cards = 0, {}
+    while pos + FITS_BLOCK <= size:
+        for i in range(pos, pos + FITS_BLOCK, 80):
+            card = mm[i:i + 80]
+            if card[:8] == b"END     ":
+                nb = _data_bytes(cards)
+                if nb is None: return _scan_all(mm, path)
+                pos, cards = pos + FITS_BLOCK + nb, {}
+                break
+            if kv := _size_card(card):
+                _check_size(*kv, path); cards[kv[0]] = kv[1]
+        else: pos += FITS_BLOCK
 
 def _drop_unparsable(h:fits.Header, # a header as read
                      path:Path):    # its file, for the log
@@ -214,8 +232,10 @@ def _read_hdul(path:Path # the FITS file
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)      # a broken file fails below anyway
             warnings.filterwarnings("error", message=".*[Tt]runcated.*")
-            size = path.stat().st_size
-            _check_naxis(path)
+            raw = _gunzipped(path)                          # sizes are those of the decompressed file astropy reads
+            size = path.stat().st_size if raw is None else len(raw)
+            _check_naxis(path, raw)
+            del raw
             with fits.open(path, memmap=False) as hdul:
                 last = -1
                 for i, hdu in enumerate(hdul):  # check what each header declares before reading (and allocating) it

@@ -6,18 +6,18 @@ Docs: https://coronlit.github.io/coronlit/validate.html.md"""
 
 # %% ../nbs/05_validate.ipynb #65b097c3
 from __future__ import annotations
-import os, re
+import os, re, warnings
 from pathlib import Path
 import numpy as np
-from .core import DataError, InputError, get_logger
+from .core import DataError, FitsError, InputError, get_logger
 from .dq import DO_NOT_USE
 from .products import check_usable, read_psfmask
 from .dq import interpret_bit_flags
 
 # %% auto #0
 __all__ = ['log', 'CORON_EXP_TYPES', 'SHARED_KEYWORDS', 'KERNELS', 'check_exp_type', 'check_same_setup', 'check_shapes',
-           'check_psfmask', 'validate_members', 'validate_options', 'psfalign_nbytes', 'parse_size', 'available_memory',
-           'check_memory']
+           'check_sky_wcs', 'check_psfmask', 'validate_members', 'validate_options', 'psfalign_nbytes', 'parse_size',
+           'available_memory', 'check_memory']
 
 # %% ../nbs/05_validate.ipynb #492262db
 log = get_logger("validate")
@@ -60,6 +60,23 @@ def check_shapes(science:list, # science `Exposure`s
         raise DataError(f"image shape {refs[0].shape} differs from {science[0].name}'s {science[0].shape}: "
                         "science and reference exposures must share one image shape", refs[0].path)
 
+# %% ../nbs/05_validate.ipynb #76a094be
+def check_sky_wcs(exp # a science `Exposure`
+                 ) -> None:
+    "FitsError naming the file unless `exp` has a celestial WCS that gives finite sky positions and pixel scale."
+    try: w = exp.wcs
+    except Exception as e: raise FitsError(f"unusable WCS in the SCI header ({type(e).__name__}: {str(e)[:120]})", exp.path) from None
+    if not w.has_celestial:
+        raise FitsError("no celestial WCS in the SCI header (CTYPE1/2, CRVAL, CRPIX, CD): resample cannot place it on the sky", exp.path)
+    ny, nx = exp.shape
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try: ra, dec = w.pixel_to_world_values(np.array([0, nx - 1, nx / 2]), np.array([0, ny - 1, ny / 2]))
+        except Exception: ra = dec = np.array([np.nan])
+        scale = exp.pixel_scale if np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) else np.nan
+    if not (np.isfinite(scale) and scale > 0):
+        raise FitsError("the celestial WCS of the SCI header gives no finite sky position or pixel scale", exp.path)
+
 # %% ../nbs/05_validate.ipynb #8f240812
 def check_psfmask(psfmask,       # a 2-D transmission array, or the path of a PSFMASK file
                   shape:tuple,   # the data's image shape (ny, nx)
@@ -91,6 +108,7 @@ def validate_members(science:list,  # science `Exposure`s, in ASN order
     for e in members: check_same_setup(e, science[0])
     check_shapes(science, refs)
     for e in members: check_usable(e)
+    for e in science: check_sky_wcs(e)
     if psfmask is None: return None
     return check_psfmask(psfmask, science[0].shape, psfmask_path)
 

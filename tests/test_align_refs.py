@@ -235,10 +235,10 @@ def test_speed_40_integrations_by_80_references():
 
 # --- real data ---------------------------------------------------------------------------------------------------------
 
-def test_real_aumic_already_star_aligned(aumic_dir):
+def test_real_aumic_already_star_aligned(aumic_dir, aumic_asn):
     "The AU Mic files were star-aligned by SpaceKLIP: every measured shift must be (near) zero, and the product sane."
     from coronlit.asn import read_asn
-    asn = read_asn(aumic_dir / "coron3_f356w_asn.json")
+    asn = read_asn(aumic_asn)
     refs = [read_calints(m.path) for m in asn.psf]
     stack = refs[0].replace(sci=np.concatenate([r.sci for r in refs]), err=np.concatenate([r.err for r in refs]),
                             dq=np.concatenate([r.dq for r in refs]), var={}, int_times=None)

@@ -53,7 +53,7 @@ def test_bad_specs(spec, fragment):
 
 
 def test_spec_examples():
-    """/work/shared/spec/align_refs.rst: "OUTLIER, SATURATED" == "16, 2" == "18"; "" and None: no bad pixels."""
+    """The spec (align_refs.rst): "OUTLIER, SATURATED" == "16, 2" == "18"; "" and None: no bad pixels."""
     assert interpret_bit_flags("OUTLIER, SATURATED") == interpret_bit_flags("16, 2") == interpret_bit_flags("18") == 18
     # jwst's resample default good_bits "~DO_NOT_USE+NON_SCIENCE": bad = DO_NOT_USE or NON_SCIENCE
     bad = ALL_BITS ^ interpret_bit_flags("~DO_NOT_USE+NON_SCIENCE")

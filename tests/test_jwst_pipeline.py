@@ -18,7 +18,6 @@ pytest.importorskip("jwst")
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench" / "jwst_coron3.py"
-AUMIC = Path("/work/shared/data/nircam_aumic_f356w")
 AUMIC_MASK = "jw01184001001_03107_00001_nrcalong_calints_psfmask.fits"
 N_SCI, N_REF, NINTS = 2, 2, 3
 
@@ -140,16 +139,15 @@ def test_inputs_untouched_and_gwcs_matches_fits(synth_run):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not AUMIC.exists(), reason="AU Mic data not available")
-def test_jwst_on_real_aumic(tmp_path):
+def test_jwst_on_real_aumic(tmp_path, aumic_dir, aumic_asn):
     "Real data: jwst's coron3 on the 8 AU Mic members (copied first); the disk PA in its products is 128.6 +/- 1.5."
     from stdatamodels.jwst import datamodels
     from coronlit.metrics import disk_position_angle
     inp = tmp_path / "in"
-    shutil.copytree(AUMIC, inp)
+    shutil.copytree(aumic_dir, inp)
     for p in inp.iterdir():
         p.chmod(0o644)
-    res = _run_cli(inp / "coron3_f356w_asn.json", tmp_path / "out", inp / AUMIC_MASK, prepare=False)
+    res = _run_cli(inp / aumic_asn.name, tmp_path / "out", inp / AUMIC_MASK, prepare=False)
     prods = res["products"]
     assert [len(prods[s]) for s in ("crfints", "psfstack", "psfalign", "psfsub", "i2d")] == [8, 1, 2, 2, 1]
     with warnings.catch_warnings():

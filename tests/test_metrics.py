@@ -11,7 +11,8 @@ from coronlit.core import DataError
 from coronlit.metrics import (disk_position_angle, fit_point_source, mawet_snr, radial_noise_profile,
                               separation_pa)
 
-AUMIC = Path("/work/shared/data/nircam_aumic_f356w")
+import realdata
+AUMIC = realdata.folder()  # through coronlit.datasets; None where the data cannot be had
 AUMIC_PA = 128.6  # deg east of north (README: 128.5-128.7)
 
 
@@ -99,7 +100,7 @@ def _rdi(n):
     return sci - np.tensordot(c, refs, 1), hdr, star
 
 
-@pytest.mark.skipif(not AUMIC.exists(), reason="AU Mic data not available")
+@realdata.needs()
 @pytest.mark.parametrize("obs", ["001", "002"])
 def test_aumic_disk_position_angle(obs):
     "Real data: AU Mic's edge-on disk comes out at PA 128.6 +/- 1.5 deg in both rolls, via WCS and via PA_APER."

@@ -10,7 +10,6 @@ from coronlit.products import read_calints
 from coronlit.synth import load_truth, make_dataset
 
 JWST = dict(robust=False, snr_grow=None, snr_track=None)
-AUMIC = Path("/work/shared/data/nircam_aumic_f356w")
 
 
 def _load(folder):
@@ -103,9 +102,8 @@ def test_fewer_than_three_integrations_warns_and_flags_nothing(nircam, caplog):
     np.testing.assert_array_equal(np.isnan(out.sci), np.isnan(two.sci))
 
 
-def test_real_single_integration_file():
-    path = AUMIC / "jw01184001001_03107_00001_nrcalong_calints.fits"
-    if not path.exists(): pytest.skip("AU Mic data not available")
+def test_real_single_integration_file(aumic_dir):
+    path = aumic_dir / "jw01184001001_03107_00001_nrcalong_calints.fits"
     exp = read_calints(path)
     assert exp.nints == 1
     with warnings.catch_warnings(record=True) as w:

@@ -11,12 +11,11 @@ from coronlit.asn import read_asn, product_path
 from coronlit.dq import DO_NOT_USE, JUMP_DET, bad_mask
 from coronlit.products import read_calints, read_psfmask, read_product, read_provenance, write_product
 
-# shared/ sits beside the repository (/work/shared here, beside the clone in CI)
-DATA = next((p / "shared/data/nircam_aumic_f356w" for p in Path(__file__).resolve().parents
-             if (p / "shared/data/nircam_aumic_f356w").is_dir()), Path("/work/shared/data/nircam_aumic_f356w"))
-ASN = DATA / "coron3_f356w_asn.json"
-pytestmark = pytest.mark.skipif(not ASN.exists(), reason="real AU Mic data not available")
-MEMBERS = json.loads(ASN.read_text())["products"][0]["members"] if ASN.exists() else []
+import realdata
+# the real data come through coronlit.datasets (CI points CORONLIT_DATA at its copy); skipped, with the reason, where they cannot be had
+DATA, ASN = realdata.folder(), realdata.asn()
+pytestmark = realdata.needs()
+MEMBERS = json.loads(ASN.read_text())["products"][0]["members"] if ASN else []
 # target and roll of each exposure, from the data README
 EXPECTED = {"001": ("V-AU-MIC", 63.76), "002": ("V-AU-MIC", 73.77), "003": ("HIP17695", 274.03),
             "004": ("HIP17695", 284.02), "005": ("G-7-34", 265.02), "006": ("G-7-34", 275.01),
@@ -29,7 +28,7 @@ def asn():
 
 
 def test_asn(asn):
-    assert (asn.asn_id, asn.asn_pool) == ("c9999", "constructed")
+    assert (asn.asn_id, asn.asn_pool) == ("c9999", "coronlit_datasets")
     assert asn.product_name == "jw01184-c9999_t001_nircam_f356w-maskrnd-sub320a335r"
     assert [m.path.name[7:10] for m in asn.science] == ["001", "002"]
     assert [m.path.name[7:10] for m in asn.psf] == ["003", "004", "005", "006", "013", "014"]

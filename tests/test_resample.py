@@ -281,7 +281,6 @@ def test_writes_and_reads_back_as_an_i2d(tmp_path):
 
 
 # --- real data: AU Mic (GO 1184), two rolls 10 deg apart; the edge-on disk is at PA 128.5-128.7 deg east of north ---
-AUMIC = "/work/shared/data/nircam_aumic_f356w"
 
 
 def disk_pa(img, x0, y0):
@@ -296,13 +295,12 @@ def disk_pa(img, x0, y0):
     return th[int(np.argmax(prof))]
 
 
-@pytest.mark.skipif(not __import__("os").path.isdir(AUMIC), reason="AU Mic data not present")
-def test_real_aumic_disk_comes_out_at_its_known_position_angle():
+def test_real_aumic_disk_comes_out_at_its_known_position_angle(aumic_dir, aumic_asn):
     import json
     from coronlit.products import read_calints
-    mem = json.load(open(f"{AUMIC}/coron3_f356w_asn.json"))["products"][0]["members"]
-    sci = [read_calints(f"{AUMIC}/{m['expname']}") for m in mem if m["exptype"] == "science"]
-    refs = np.concatenate([read_calints(f"{AUMIC}/{m['expname']}").sci for m in mem if m["exptype"] == "psf"]).astype(float)
+    mem = json.load(open(aumic_asn))["products"][0]["members"]
+    sci = [read_calints(aumic_dir / m["expname"]) for m in mem if m["exptype"] == "science"]
+    refs = np.concatenate([read_calints(aumic_dir / m["expname"]).sci for m in mem if m["exptype"] == "psf"]).astype(float)
     subs = []
     for e in sci:   # a plain least-squares reference subtraction (the files are already star-aligned)
         t = e.sci[0].astype(float)

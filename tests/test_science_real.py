@@ -9,8 +9,8 @@ from coronlit.metrics import disk_position_angle
 
 
 @pytest.fixture(scope="module")
-def aumic(aumic_dir):
-    return prepare(aumic_dir / "coron3_f356w_asn.json")
+def aumic(aumic_asn):
+    return prepare(aumic_asn)
 
 
 @pytest.mark.parametrize("mode,truncate", [("rdi", [3, 6]), ("rdi+adi", [7]), ("adi", [1])])

@@ -8,7 +8,6 @@ from coronlit.core import DataError
 from coronlit.products import Exposure, read_calints
 from coronlit.stack_refs import stack_refs
 
-DATA = Path("/work/shared/data/nircam_aumic_f356w")
 
 
 def _exposure(rng, nints, shape=(40, 50), name="ref"):
@@ -43,8 +42,9 @@ def test_agrees_with_jwst_on_arrays():
 
 
 @pytest.mark.jwst
-def test_agrees_with_jwst_on_real_references():
-    asn = json.loads((DATA / "coron3_f356w_asn.json").read_text())
+def test_agrees_with_jwst_on_real_references(aumic_dir, aumic_asn):
+    DATA = aumic_dir
+    asn = json.loads(aumic_asn.read_text())
     names = [m["expname"] for m in asn["products"][0]["members"] if m["exptype"] == "psf"]
     assert len(names) == 6
     refs = [read_calints(DATA / n) for n in names]
