@@ -61,7 +61,9 @@ def main(argv=None) -> dict:
                coron3_total=total, coron3_total_cpu=total_cpu, coron3_klip_step=step,
                klip=dict(wall=k_w, cpu=k_c), deep=dict(wall=d_w, cpu=d_c),
                deep_over_klip_wall=d_w / k_w, deep_over_klip_cpu=d_c / k_c,
-               coron3_with_deep=total - step + d_w, coron3_with_deep_ratio=(total - step + d_w) / total)
+               coron3_with_deep=total - step + d_w, coron3_with_deep_ratio=(total - step + d_w) / total,
+               coron3_klip_step_cpu=res.cpu.get("klip", float("nan")),
+               coron3_cpu_with_deep_ratio=(total_cpu - res.cpu.get("klip", 0.0) + d_c) / total_cpu)
     print(json.dumps(out, indent=1))
     if a.json: Path(a.json).parent.mkdir(parents=True, exist_ok=True); Path(a.json).write_text(json.dumps(out, indent=1))
     return out

@@ -101,8 +101,8 @@ def test_sim_against_klip(sim):
 
 
 @pytest.fixture(scope="module")
-def aumic(aumic_dir):
-    return prepare(next(aumic_dir.glob("*asn.json")))
+def aumic(aumic_asn):
+    return prepare(aumic_asn)
 
 
 def test_real_aumic(aumic):
