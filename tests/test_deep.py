@@ -100,19 +100,22 @@ def test_sim_against_klip(sim):
     assert 0.9 < tp < 1.05
 
 
+REAL = dict(exclude_pa=128.6, derivatives=("scale",))    # the options of the measurements page (37_deeper)
+
+
 @pytest.fixture(scope="module")
 def aumic(aumic_asn):
     return prepare(aumic_asn)
 
 
 def test_real_aumic(aumic):
-    "AU Mic: with the disk's band out of the fit, less residual than KLIP at 0.5-0.8\" and 1.0-1.3\", PA 128.6 +/- 1.5, an injected disk kept."
+    "AU Mic: with the disk's band out of the fit, less residual than KLIP at 0.5-0.8\" and 1.0-1.3\" (by 5% and 20%), PA 128.6 +/- 1.5, an injected disk kept."
     p = aumic
-    k, d = reduce(p, "rdi", [50]), deep_reduce(p, "rdi", exclude_pa=128.6)
+    k, d = reduce(p, "rdi", [50]), deep_reduce(p, "rdi", **REAL)
     for ring in ((0.5, 0.8), (1.0, 1.3)):
         rk, rd = ratio(p, k, ring), ratio(p, d, ring)
         print(ring, "KLIP %.2f deep %.2f" % (rk, rd))
-        assert rd < rk
+        assert rd < {(0.5, 0.8): 0.97, (1.0, 1.3): 0.85}[ring] * rk
     pa = disk_position_angle(d.image(), d.star, 15, 80, wcs=d.wcs)
     assert abs(pa - 128.6) <= 1.5, pa
     F = 280 * 10 ** (-0.4 * 4.3) * 1e-6 / p.science[0].header["PIXAR_SR"]
@@ -122,7 +125,7 @@ def test_real_aumic(aumic):
         c = star_pixel(e); g = geometry("nircam", e.shape); g["center"] = (int(round(c[0])), int(round(c[1])))
         ker = airy_psf(e.shape, g["center"], 2.26)
         disks.append(disk_image(g, e.wcs, c, dict(pa=128.6, flux=2e-4, r_in=0.3, r_out=4.5, height=0.06, index=1.5), ker / ker.sum()) * F)
-    red = deep_reduce(p, "rdi", science=[e.replace(sci=e.sci + m[None].astype(np.float32)) for e, m in zip(p.science, disks)], exclude_pa=128.6)
+    red = deep_reduce(p, "rdi", science=[e.replace(sci=e.sci + m[None].astype(np.float32)) for e, m in zip(p.science, disks)], **REAL)
     ideal = np.squeeze(derotate([roll_mean(e.replace(sci=m[None].astype(np.float32))) for e, m in zip(p.science, disks)]).sci)
     y, x = np.indices(ideal.shape); c = d.star; t = np.radians(128.6)
     ra, dec = sky_position(p.science[0].star_radec, 2.0, 128.6); px, py = d.wcs.world_to_pixel_values(ra, dec)
