@@ -6,7 +6,7 @@ Docs: https://coronlit.github.io/coronlit/pipeline.html.md"""
 
 # %% ../nbs/20_pipeline.ipynb #b258a04a
 from __future__ import annotations
-import ctypes, queue, time, warnings
+import ctypes, queue, re, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,9 +56,9 @@ def find_psfmask(asn:Association, # the association
         if not p.is_file(): raise InputError("PSFMASK file not found", p)
         return p
     for m in asn.science:
-        stem = m.path.name[:-len(".fits")] if m.path.name.endswith(".fits") else m.path.name
+        stem = re.sub(r"\.fits(\.gz|\.bz2|\.zip)?$", "", m.path.name)     # a compressed member's mask may be compressed too
         root = stem[:-len("_calints")] if stem.endswith("_calints") else stem
-        for cand in (m.path.with_name(f"{stem}_psfmask.fits"), m.path.with_name(f"{root}_psfmask.fits")):
+        for cand in (m.path.with_name(f"{n}_psfmask.fits{z}") for n in (stem, root) for z in ("", ".gz")):
             if cand.is_file(): return cand
     if asn.path is not None:
         cand = Path(asn.path).with_name(f"{asn.product_name}_psfmask.fits")

