@@ -2,7 +2,7 @@ __version__ = "0.1.0"
 
 # The steps live in modules of their own names: `from coronlit.klip import klip`, etc.
 _API = {"coron3": "pipeline", "Coron3Result": "pipeline", "coron3_many": "batch", "read_asn": "asn", "read_calints": "products",
-        "read_product": "products", "write_product": "products", "make_dataset": "synth", "CoronlitError": "core"}
+        "read_product": "products", "write_product": "stream", "make_dataset": "synth", "CoronlitError": "core"}
 
 def __getattr__(name):
     "The top-level API (`coronlit.coron3`, the steps, the readers), imported on first use."

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .core import CoronlitError, get_logger
+from .pipeline import CORON3
 
 # %% auto #0
 __all__ = ['CORON3_HELP', 'CORON3_EXAMPLES', 'build_parser', 'setup_logging', 'coron3_options', 'run_coron3', 'run_demo',
@@ -28,23 +29,7 @@ def _add_coron3_args(p:argparse.ArgumentParser # the `coron3` subcommand parser
     g.add_argument("--scheduler", default="", metavar="SPEC",
                    help='none (default): in this process, one association after the other; "local:N": on a local Dask '
                         'cluster of N worker processes; "tcp://host:port": on an existing Dask cluster (dask scheduler)')
-    g = p.add_argument_group("outlier_detection")
-    g.add_argument("--snr", type=float, metavar="SIGMA", default=5.0, help="rejection threshold in sigma (default 5.0)")
-    g.add_argument("--maskpt", type=float, metavar="FRAC", default=0.7, help="fraction of the mean weight below which pixels are ignored (default 0.7)")
-    g = p.add_argument_group("align_refs")
-    g.add_argument("--median-box-length", type=int, metavar="N", default=3, help="box for the median replacement of bad pixels (default 3)")
-    g.add_argument("--bad-bits", default="DO_NOT_USE", metavar="FLAGS", help='DQ flags of the pixels to replace, e.g. "DO_NOT_USE, SATURATED" or "3"; "" for none (default DO_NOT_USE)')
-    g.add_argument("--psfmask", default="auto", metavar="FILE", help='PSFMASK FITS file; "auto" looks beside the science members (default), "none" uses the built-in weight')
-    g = p.add_argument_group("klip")
-    g.add_argument("--mode", choices=("rdi", "adi", "rdi+adi"), default="rdi",
-                   help="references for KLIP: the reference stars (rdi, as jwst; default), the other roll(s) (adi), or both (rdi+adi)")
-    g.add_argument("--truncate", type=int, metavar="N", default=50, help="number of KL modes (default 50)")
-    g = p.add_argument_group("resample")
-    g.add_argument("--orientation", choices=("north", "first-roll"), default="north", help="north up (default) or the first roll's orientation (as jwst)")
-    g.add_argument("--pixfrac", type=float, metavar="FRAC", default=1.0, help="drizzle pixfrac (default 1.0)")
-    g.add_argument("--kernel", default="square", metavar="NAME", help="drizzle kernel (default square)")
-    p.add_argument("--skip", action="append", default=[], metavar="STEP", choices=("outlier_detection", "resample"),
-                   help="skip a step (outlier_detection or resample); may be repeated")
+    CORON3.add_arguments(p)             # the step options, one flag each, grouped by step: declared in `pipeline.CORON3`
 
 # %% ../nbs/21_cli.ipynb #db80c5e8
 CORON3_HELP = """Run outlier_detection, stack_refs, align_refs, klip and resample on coron3 associations and write the
@@ -69,12 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("coron3", help="run the coron3 pipeline on one or more associations",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description=CORON3_HELP, epilog=CORON3_EXAMPLES)
     _add_coron3_args(c)
+    from coronlit.image3_cli import add_image3_command, add_stage3_command   # image3 and the EXP_TYPE router (nbs/62)
+    add_image3_command(sub); add_stage3_command(sub)
     d = sub.add_parser("demo", help="simulate a small dataset and run the pipeline on it",
                        description="Write a small simulated NIRCam coronagraphic dataset (two rolls, two reference stars, "
                                    "a faint companion) and run the coron3 pipeline on it.")
     d.add_argument("-o", "--output-dir", default="coronlit_demo", help="folder for the data and products (default coronlit_demo)")
     d.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
     d.add_argument("--instrument", choices=("nircam", "miri"), default="nircam", help="geometry to simulate (default nircam)")
+    d.add_argument("--pipeline", choices=("coron3", "image3"), default="coron3", help="coron3 (default), or image3 on a dithered imaging set")
     f = sub.add_parser("fetch", help="fetch a real public dataset (checked by sha256) and write a coron3 association for it",
                        description="Fetch a registered dataset: from CORONLIT_DATA (a local folder holding it), the user's cache, "
                                    "or a download (CORONLIT_DATA_URL or the public default). Prints the folder.")
@@ -101,10 +89,8 @@ def setup_logging(verbose:int=0, # 0: step summaries; 1: more; 2: debug
 # %% ../nbs/21_cli.ipynb #5a216d2a
 def coron3_options(a:argparse.Namespace # parsed `coron3` arguments
                   ) -> dict:
-    "The `coron3` keyword options given by the step flags."
-    return dict(snr=a.snr, maskpt=a.maskpt, median_box_length=a.median_box_length, bad_bits=a.bad_bits,
-                psfmask=None if a.psfmask.lower() == "none" else a.psfmask, truncate=a.truncate,
-                north_up=a.orientation == "north", pixfrac=a.pixfrac, kernel=a.kernel, skip=a.skip, mode=a.mode)
+    "The `coron3` keyword options given by the step flags (words such as `--psfmask none` turned into values)."
+    return CORON3.from_args(a)
 
 # %% ../nbs/21_cli.ipynb #49a1742a
 def run_coron3(a:argparse.Namespace # parsed `coron3` arguments
@@ -167,10 +153,17 @@ def main(argv:list=None # arguments (default: sys.argv[1:])
     setup_logging(a.verbose, a.quiet)
     try:
         if a.command == "coron3": return report(run_coron3(a), debug=a.debug)
+        if a.command in ("image3", "stage3"):
+            from coronlit.image3_cli import run_image3_command, run_stage3_command
+            return report((run_image3_command if a.command == "image3" else run_stage3_command)(a), debug=a.debug)
         if a.command == "fetch": return run_fetch(a)
-        res = run_demo(a.output_dir, a.seed, a.instrument, progress=not a.quiet)
-        from coronlit.demo import describe
-        text = describe(res, Path(a.output_dir)/"products")
+        if a.pipeline == "image3":
+            from coronlit.image3_cli import run_image3_demo
+            res = run_image3_demo(a.output_dir, a.seed); text = ""
+        else:
+            res = run_demo(a.output_dir, a.seed, a.instrument, progress=not a.quiet)
+            from coronlit.demo import describe
+            text = describe(res, Path(a.output_dir)/"products")
     except CoronlitError as e:
         print(f"coronlit: error: {e}", file=sys.stderr); return 2
     except KeyboardInterrupt:

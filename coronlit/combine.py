@@ -16,48 +16,12 @@ from .dq import DO_NOT_USE, bad_mask, interpret_bit_flags
 from .products import Exposure, AlignedRefs, Resampled, read_calints, read_psfmask
 from .align_refs import align_refs, fix_bad_pixels, shifted_models
 from .klip import klip
-from .resample import resample, good_pixels, weight_map
+from .resample import resample, roll_mean, derotate
+from .engine import MODES, other_rolls
 
 # %% auto #0
-__all__ = ['MODES', 'roll_mean', 'star_xy', 'derotate', 'apply_shifts', 'other_rolls', 'adi_library', 'refresh_library',
-           'Prepared', 'prepare', 'library', 'Reduction', 'reduce', 'star_zones']
-
-# %% ../nbs/15_combine.ipynb #6497e017
-def roll_mean(exp:Exposure,                       # a psfsub exposure (nints, ny, nx) of one roll
-              weight_type:str|None="ivm",        # "ivm" (as `resample`) or None (plain mean)
-              good_bits="~DO_NOT_USE+NON_SCIENCE",# DQ bits to ignore, as `resample`
-             ) -> Exposure:
-    "One-integration Exposure: the weighted mean of the roll's integrations (drizzles exactly like all of them)."
-    if weight_type not in ("ivm", None): raise InputError(f"roll_mean: weight_type must be 'ivm' or None, not {weight_type!r}", exp.path)
-    good = good_pixels(exp.sci, exp.dq, exp.err, good_bits)
-    w = weight_map(good, exp.err, exp.var.get("VAR_RNOISE"), weight_type).astype(np.float64)
-    W = w.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sci = np.where(W > 0, (w * np.where(good, exp.sci, 0.0)).sum(0) / W, np.nan)
-        err = np.where(W > 0, np.sqrt((w ** 2 * np.where(good, exp.err, 0.0).astype(np.float64) ** 2).sum(0)) / W, np.nan)
-        var = {"VAR_RNOISE": np.where(W > 0, 1.0 / W, np.nan)[None].astype(np.float32)} if weight_type else {}
-    dq = np.where(W > 0, 0, DO_NOT_USE).astype(np.uint32)[None]
-    hdr = exp.header.copy(); hdr["NCOMBINE"] = (exp.nints, "integrations averaged into this image")
-    return exp.replace(sci=sci[None].astype(np.float32), err=err[None].astype(np.float32), dq=dq, var=var,
-                       header=hdr, int_times=None, path=None)
-
-# %% ../nbs/15_combine.ipynb #1ac4851c
-def star_xy(wcs:WCS,       # the output (north-up) WCS
-            exp:Exposure,  # a science exposure: the star sits at its WCS reference point
-           ) -> tuple:
-    "(x, y) pixel of the star in the image of `wcs`."
-    ra, dec = exp.star_radec
-    x, y = wcs.world_to_pixel_values(ra, dec)
-    return float(x), float(y)
-
-def derotate(rolls:list,         # one (roll-mean) psfsub Exposure per roll
-             **kw,               # passed to `coronlit.resample.resample` (pixfrac, kernel, weight_type, ...)
-            ) -> Resampled:
-    "The rolls drizzled onto one north-up grid and combined (inverse-variance weighted): an i2d."
-    out = resample(list(rolls), north_up=True, **kw)
-    x, y = star_xy(out.wcs, rolls[0])
-    out.primary["STARX"] = (x, "star x in this image (0-based)"); out.primary["STARY"] = (y, "star y (0-based)")
-    return out
+__all__ = ['apply_shifts', 'adi_library', 'refresh_library', 'Prepared', 'prepare', 'library', 'Reduction', 'reduce',
+           'star_zones']
 
 # %% ../nbs/15_combine.ipynb #66f2417c
 def apply_shifts(cube:np.ndarray,     # (N, ny, nx) reference images (bad pixels repaired, finite)
@@ -72,15 +36,6 @@ def apply_shifts(cube:np.ndarray,     # (N, ny, nx) reference images (bad pixels
     return out
 
 # %% ../nbs/15_combine.ipynb #18844777
-def other_rolls(science:list,       # the science Exposures (one per roll)
-                k:int,              # the roll to build the library for
-               ) -> Exposure:
-    "The integrations of every roll but `k`, as one cube (an Exposure like a psfstack)."
-    others = [e for j, e in enumerate(science) if j != k]
-    if not others: raise DataError("ADI needs at least two science rolls; the association has one", science[k].path)
-    return others[0].replace(sci=np.concatenate([e.sci for e in others]), err=np.concatenate([e.err for e in others]),
-                             dq=np.concatenate([e.dq for e in others]), var={}, int_times=None)
-
 def adi_library(science:list,          # the science Exposures (one per roll)
                 psfmask=None,          # (ny, nx) PSFMASK weight for the alignment, or None
                 bad_bits="DO_NOT_USE", # DQ bits of bad pixels
@@ -114,7 +69,8 @@ def prepare(source,                 # a coron3 ASN path, an Association, or a Co
             **coron3_kw,            # other `coron3` keywords (snr, bad_bits, skip, ...)
            ) -> Prepared:
     "Science cubes and aligned RDI/ADI libraries for `reduce`."
-    from coronlit.pipeline import coron3, Coron3Result, find_psfmask
+    from coronlit.pipeline import coron3, Coron3Result, find_psfmask, CORON3
+    psfmask = CORON3.validate(dict(psfmask=psfmask))["psfmask"]         # "none" -> None, as coron3 reads it
     done = isinstance(source, Coron3Result) or all(hasattr(source, a) for a in ("asn", "psfalign", "crfints"))
     res = source if done else coron3(source, None, psfmask=psfmask, progress=False,
                                                                   skip=tuple(coron3_kw.pop("skip", ())) + ("resample",),
@@ -128,8 +84,6 @@ def prepare(source,                 # a coron3 ASN path, an Association, or a Co
     return Prepared(science, rdi, adi, mask, asn.product_name)
 
 # %% ../nbs/15_combine.ipynb #0ca766a2
-MODES = ("rdi", "adi", "rdi+adi")
-
 def library(p:Prepared,  # from `prepare`
             k:int,       # the roll
             mode:str,    # "rdi", "adi" or "rdi+adi"
@@ -187,7 +141,7 @@ def reduce(source,                  # a `Prepared`, a coron3 ASN path, an Associ
     t2 = time.perf_counter()
     get_logger("combine").info("%s %s: %d rolls, truncations %s", p.name, mode, len(sci), truncs)
     return Reduction(mode, truncs, np.stack([r.sci for r in i2d]), np.stack([r.err for r in i2d]), i2d[0].wcs,
-                     (i2d[0].primary["STARX"], i2d[0].primary["STARY"]), i2d, subs, dict(klip=t1 - t0, combine=t2 - t1))
+                     tuple(i2d[0].star_xy), i2d, subs, dict(klip=t1 - t0, combine=t2 - t1))
 
 # %% ../nbs/15_combine.ipynb #d9f41855
 def star_zones(exp:Exposure,        # a science exposure (the star at its WCS reference pixel)

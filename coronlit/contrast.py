@@ -17,7 +17,7 @@ import astropy.units as u
 from photutils.aperture import CircularAperture
 from .core import DataError, InputError, OutputError, get_logger
 from .products import Exposure
-from .metrics import radial_noise_profile, aperture_sums, fit_point_source, mawet_snr
+from .metrics import radial_noise_profile, aperture_sums, fit_point_source, mawet_snr, AIRY_FWHM
 from .combine import Prepared, reduce, roll_mean, derotate
 
 # %% auto #0
@@ -32,7 +32,7 @@ def airy_psf(shape,            # (ny, nx) of the image
             ) -> np.ndarray:
     "Pixel-integrated Airy pattern of unit total flux (the wings beyond the image included in the total)."
     ny, nx = shape; q = int(oversample)
-    ld = fwhm / 1.029                                        # lambda/D in pixels
+    ld = fwhm / AIRY_FWHM                                    # lambda/D in pixels
     ys = (np.arange(ny * q) + 0.5) / q - 0.5 - xy[1]
     xs = (np.arange(nx * q) + 0.5) / q - 0.5 - xy[0]
     x = np.pi * np.hypot(xs[None, :], ys[:, None]) / ld

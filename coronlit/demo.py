@@ -16,27 +16,22 @@ from .contrast import snr_map
 from .plots import star_xy, plot_i2d
 
 # %% auto #0
-__all__ = ['pixel_scale', 'find_companion', 'quicklook', 'summary', 'describe']
+__all__ = ['find_companion', 'quicklook', 'summary', 'describe']
 
 # %% ../nbs/23_demo.ipynb #72b892ad
-def pixel_scale(wcs # a 2-D celestial WCS
-               ) -> float:
-    "Mean pixel size of `wcs`, arcsec."
-    return float(np.mean([abs(s.to_value("arcsec")) for s in wcs.proj_plane_pixel_scales()[:2]]))
-
 def find_companion(i2d,             # the `_i2d` Resampled product (STAR_RA/STAR_DEC in its primary header)
                    fwhm:float,      # PSF FWHM, pixels
                    iwa:float=2.0,   # inner working angle, in FWHM: nothing closer to the star is searched
                   ) -> dict:
     "The brightest point source of the S/N map outside `iwa`: x, y, sep (arcsec), pa (deg E of N), snr."
-    star = star_xy(i2d.primary, i2d.wcs)
+    star = i2d.star_xy                      # the star and the pixel scale: the product's own (coronlit.products)
     sm = snr_map(i2d.sci, star, fwhm)
     y, x = np.indices(sm.shape)
     sm[np.hypot(x - star[0], y - star[1]) < iwa * fwhm] = np.nan
     if not np.isfinite(sm).any(): return {}
     yp, xp = np.unravel_index(np.nanargmax(sm), sm.shape)
     fit = fit_point_source(i2d.sci, (xp, yp), fwhm)
-    sep, pa = separation_pa((fit.x, fit.y), star, pixel_scale(i2d.wcs), wcs=i2d.wcs)
+    sep, pa = separation_pa((fit.x, fit.y), star, i2d.pixel_scale, wcs=i2d.wcs)
     snr = mawet_snr(i2d.sci, (fit.x, fit.y), fwhm, center=star).snr
     return dict(x=fit.x, y=fit.y, sep=sep, pa=pa, snr=float(snr))
 

@@ -17,8 +17,9 @@ if TYPE_CHECKING: from coronlit.products import Exposure, AlignedRefs
 log = get_logger("klip")
 
 # %% auto #0
-__all__ = ['log', 'kl_modes', 'klip_weights', 'RefStack', 'prepare_refs', 'fit_integration', 'shared_groups', 'missed_variance',
-           'klip_subtract', 'subsections', 'klip_zones', 'select_refs', 'klip_eigenvalues', 'klip']
+__all__ = ['log', 'kl_modes', 'klip_weights', 'RefStack', 'prepare_refs', 'downdate', 'klip_fit', 'fit_integration',
+           'shared_groups', 'missed_variance', 'truncations', 'klip_subtract', 'subsections', 'klip_zones',
+           'select_refs', 'psfsub_product', 'klip_eigenvalues', 'klip']
 
 # %% ../nbs/13_klip.ipynb #7757f0f9
 def kl_modes(gram:np.ndarray,    # (nref, nref) Gram matrix R R^T of the mean-subtracted references
@@ -72,6 +73,26 @@ def prepare_refs(refs:np.ndarray,     # (nref, ny, nx) aligned references
     return RefStack(rm, m0, fit, badpix, r0 @ r0.T, np.zeros(len(r)), n, np.shape(refs)[-2:])
 
 # %% ../nbs/13_klip.ipynb #51a0ddda
+def downdate(gram:np.ndarray,    # (nref, nref) Gram matrix over a set of pixels
+             s,                  # (nref,) sums of the references over those pixels (None: all zero)
+             rb:np.ndarray,      # (nref, ndrop) the references at pixels leaving the set
+            ) -> tuple:
+    "(Gram matrix, sums) over the set without the dropped pixels: each dropped pixel's outer product taken away."
+    return gram - rb @ rb.T, (-rb.sum(1) if s is None else s - rb.sum(1))
+
+def klip_fit(gram:np.ndarray,    # (nref, nref) Gram matrix of the references over the n fit pixels (each minus its m0)
+             s:np.ndarray,       # (nref,) sums of those references over the fit pixels
+             n:int,              # number of fit pixels
+             g0:np.ndarray,      # (nref,) dot products of those references with the science (0 off the fit pixels)
+             tsum:float,         # sum of the science over the fit pixels
+             truncs,             # numbers of modes K (a list)
+             rcond:float=1e-10,  # see `kl_modes`
+            ) -> tuple:
+    "The KLIP fit of one integration: (weights (ntrunc, nref), offsets (ntrunc,), mean of t, covariance eigenvalues)."
+    lam, v = kl_modes(gram - np.outer(s, s) / n, rcond)          # the covariance of the references over the fit pixels
+    w = klip_weights(lam, v, g0 - s / n * tsum, truncs)
+    return w, w @ (s / n), tsum / n, lam / (n - 1)
+
 def fit_integration(p:RefStack,         # the prepared references
                     t:np.ndarray,       # (npix,) float64 science integration, flattened
                     tbad:np.ndarray,    # (npix,) bool, True at the integration's unusable pixels (NaN, flagged)
@@ -85,16 +106,12 @@ def fit_integration(p:RefStack,         # the prepared references
     gram, s = p.gram, p.s
     if n < p.n:
         rb = p.rm[:, drop]
-        if np.sum(rb ** 2) < 0.5 * np.trace(gram):          # downdate (exact; no cancellation worth the name)
-            gram, s = gram - rb @ rb.T, s - rb.sum(1)
+        if np.sum(rb ** 2) < 0.5 * np.trace(gram): gram, s = downdate(gram, s, rb)   # exact; no cancellation worth the name
         else:                                               # the dropped pixels carry most of the power: redo
             rf = p.rm[:, fit]
             gram, s = rf @ rf.T, rf.sum(1)
-    lam, v = kl_modes(gram - np.outer(s, s) / n, rcond)
     tz = np.where(fit, t, 0.0)
-    tsum = tz.sum()
-    w = klip_weights(lam, v, p.rm @ tz - s / n * tsum, truncs)
-    return w, w @ (s / n), tsum / n, lam / (n - 1)
+    return klip_fit(gram, s, n, p.rm @ tz, tz.sum(), truncs, rcond)
 
 # %% ../nbs/13_klip.ipynb #39ac8c7e
 def _same(a, b):
@@ -166,12 +183,13 @@ def _pick(a, j):
     "Reference set j of a 4-D array (the array itself for j None; None stays None)."
     return a if a is None or j is None else np.asarray(a)[j]
 
-def _truncations(truncate):
-    "The truncation(s) as a 1-D int array, checked."
+def truncations(truncate # an int >= 0, or a list of them
+               ) -> list:
+    "The truncation(s) as a list of ints, checked: inside coronlit, truncations are always a list."
     tr = np.atleast_1d(np.asarray(truncate))
     if tr.ndim != 1 or tr.size == 0 or not np.issubdtype(tr.dtype, np.integer) or (tr < 0).any():
         raise InputError(f"KLIP: truncate must be an int >= 0 or a list of them, not {truncate!r}")
-    return tr
+    return [int(t) for t in tr]
 
 # %% ../nbs/13_klip.ipynb #2d69ef8d
 def klip_subtract(sci:np.ndarray,          # (nints, ny, nx) science integrations
@@ -196,8 +214,8 @@ def klip_subtract(sci:np.ndarray,          # (nints, ny, nx) science integration
     nints, ny, nx = sci.shape
     if np.shape(refs)[-2:] != (ny, nx):
         raise DataError(f"KLIP: reference images {np.shape(refs)[-2:]} differ from science images {(ny, nx)}")
-    truncs = _truncations(truncate)
-    out = np.empty((truncs.size, nints, ny * nx))
+    truncs = truncations(truncate)
+    out = np.empty((len(truncs), nints, ny * nx))
     eig = np.full((nints, np.shape(refs)[-3]), np.nan)
     nvar = np.zeros_like(out) if return_err else None
     for j, ints in _ref_sets(refs, ref_mask, nints):
@@ -216,7 +234,7 @@ def klip_subtract(sci:np.ndarray,          # (nints, ny, nx) science integration
             res[:, tbad | p.bad] = np.nan
             out[:, i], eig[i, :ev.size] = res, ev
             if return_err and err2 is not None: nvar[:, i] = (w ** 2) @ err2
-    out = out.reshape(truncs.size, nints, ny, nx)
+    out = out.reshape(len(truncs), nints, ny, nx)
     ret = [out, eig] if return_eigenvalues else [out]
     if return_err:
         nvar = nvar.reshape(out.shape) + (0.0 if err is None else np.nan_to_num(np.asarray(err, np.float64)) ** 2)
@@ -292,7 +310,7 @@ def select_refs(sci:np.ndarray,     # (nints, ny, nx) science integrations
     return np.argsort(corr)[::-1][:n]
 
 # %% ../nbs/13_klip.ipynb #d6b2bcf0
-def _psfsub(sci:"Exposure", res, err, eig, k):
+def psfsub_product(sci:"Exposure", res, err, eig, k):
     "One psfsub Exposure from the residual, its ERR and the eigenvalues of truncation `k`."
     bad = ~np.isfinite(res)
     hdr = sci.header.copy()
@@ -342,7 +360,7 @@ def klip(sci:"Exposure",           # science exposure (calints or crfints)
     except CoronlitError as e:
         if e.path: raise
         raise type(e)(e.message, sci.path) from None
-    if np.ndim(truncate) == 0: out = _psfsub(sci, res, err, eig, truncate)
-    else: out = [_psfsub(sci, r, e, eig, k) for r, e, k in zip(res, err, truncate)]
+    if np.ndim(truncate) == 0: out = psfsub_product(sci, res, err, eig, truncate)
+    else: out = [psfsub_product(sci, r, e, eig, k) for r, e, k in zip(res, err, truncate)]
     log.info("KLIP %s: %d integration(s), %d references, truncate=%s", sci.name, sci.nints, eig.shape[1], truncate)
     return (out, eig) if return_eigenvalues else out

@@ -13,9 +13,28 @@ from photutils.aperture import CircularAperture, aperture_photometry
 from .core import DataError
 
 # %% auto #0
-__all__ = ['n_resolution_elements', 'noise_aperture_centers', 'aperture_sums', 'SNR', 'mawet_snr', 'NoiseProfile',
-           'radial_noise_profile', 'axes_position_angles', 'image_direction_pa', 'disk_position_angle', 'PointSource',
-           'fit_point_source', 'separation_pa']
+__all__ = ['AIRY_FWHM', 'JWST_DIAMETER', 'filter_wavelength', 'psf_fwhm', 'n_resolution_elements', 'noise_aperture_centers',
+           'aperture_sums', 'SNR', 'mawet_snr', 'NoiseProfile', 'radial_noise_profile', 'axes_position_angles',
+           'image_direction_pa', 'disk_position_angle', 'PointSource', 'fit_point_source', 'separation_pa']
+
+# %% ../nbs/30_metrics.ipynb #8368cf82
+AIRY_FWHM = 1.029     # FWHM of an Airy pattern, in lambda/D
+JWST_DIAMETER = 6.5   # m
+
+def filter_wavelength(name:str # a NIRCam or MIRI filter name, e.g. "F356W", "F1550C"
+                     ) -> float:
+    "The filter's nominal wavelength in microns, from its name."
+    import re
+    m = re.fullmatch(r"F(\d{3,4})[A-Z]*", str(name).strip().upper())
+    if not m: raise DataError(f"cannot read a wavelength from the filter name {name!r}")
+    return int(m.group(1)) / 100
+
+def psf_fwhm(header,                 # a primary header with FILTER (and optionally PIVOT, microns)
+             pixel_scale:float,      # arcsec per pixel of the image
+            ) -> float:
+    "The PSF's FWHM in pixels of the image: 1.029 lambda / D for JWST at the filter's wavelength."
+    lam = header.get("PIVOT") or filter_wavelength(header.get("FILTER", ""))
+    return AIRY_FWHM * float(lam) * 1e-6 / JWST_DIAMETER * 206264.80624709636 / pixel_scale
 
 # %% ../nbs/30_metrics.ipynb #f9fe43fa
 def n_resolution_elements(r:float,    # separation from the star, pixels

@@ -6,34 +6,31 @@ Docs: https://coronlit.github.io/coronlit/pipeline.html.md"""
 
 # %% ../nbs/20_pipeline.ipynb #b258a04a
 from __future__ import annotations
-import ctypes, queue, re, time, warnings
+import ctypes, re, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import __version__
-from .core import CoronlitError, InputError, DataError, get_logger
+from .core import InputError, DataError, get_logger
+from .options import Option, Options, in_range, at_least
 from .asn import Association, read_asn, product_path
-from .products import Exposure, AlignedRefs, Resampled, read_calints, read_psfmask, write_product, prepare_output_dir
+from .products import Exposure, AlignedRefs, Resampled, read_calints, write_product, prepare_output_dir, set_star
+from .dq import interpret_bit_flags
+from .validate import validate_members, check_memory, psfalign_nbytes
 from .outlier_detection import outlier_detection
 from .stack_refs import stack_refs
-from .dq import interpret_bit_flags, bad_mask
-from .align_refs import RefLibrary, AlignPlan, ref_library, plan_alignment, align_block, repair, fit_weight, shifted_models
-from .klip import kl_modes, klip_weights, missed_variance, _psfsub, _truncations
-from .stream import QuadStream, write_slab, open_psfalign, BackgroundWriter
-from .validate import validate_members, validate_options, check_memory, psfalign_nbytes
-from .resample import resample
-from .combine import MODES, prepare, reduce
+from .klip import truncations
+from .engine import (MODES, plan_library, add_grams, make_blocks, run_blocks, finish_klip, buffer_pool,
+                             serial_mapper, thread_mapper)
+from .stream import QuadStream, open_psfalign, BackgroundWriter
+from .resample import resample, roll_mean, derotate, KERNELS
 
 # %% auto #0
-__all__ = ['CORON_EXP_TYPES', 'STEPS', 'SKIPPABLE', 'check_members', 'find_psfmask', 'Coron3Result', 'Library', 'Block',
-           'BlockResult', 'AnchorGram', 'anchor_gram', 'gram_at', 'klip_integration', 'process_block', 'serial_mapper',
-           'thread_mapper', 'block_size', 'finish_klip', 'coron3']
+__all__ = ['STEPS', 'SKIPPABLE', 'CORON3', 'check_members', 'find_psfmask', 'Coron3Result', 'coron3']
 
 # %% ../nbs/20_pipeline.ipynb #f7a3cdb5
-CORON_EXP_TYPES = ("NRC_CORON", "MIR_4QPM", "MIR_LYOT")
 STEPS = ("outlier_detection", "stack_refs", "align_refs", "klip", "resample")
 SKIPPABLE = ("outlier_detection", "resample")
 
@@ -47,10 +44,11 @@ def check_members(science:list, # science `Exposure`s, in ASN order
 
 # %% ../nbs/20_pipeline.ipynb #8564ee21
 def find_psfmask(asn:Association, # the association
-                 psfmask=None,    # a PSFMASK path, "auto" (look beside the science members) or None (step default)
+                 psfmask=None,    # a PSFMASK path, "auto" (look beside the science members) or None (step default; "none" is
+                                  #   turned into None by the `psfmask` option)
                 ):
     "The PSFMASK path to use, or None."
-    if psfmask is None or psfmask == "none": return None
+    if psfmask is None: return None
     if psfmask != "auto":
         p = Path(psfmask)
         if not p.is_file(): raise InputError("PSFMASK file not found", p)
@@ -120,399 +118,217 @@ def _save(res, kind, product, path, prov, inputs, writer=None):
     return path
 
 
-# %% ../nbs/20_pipeline.ipynb #a480bff0
-@dataclass
-class Library:
-    "What every block shares (the `shared` argument of a mapper): built once per run."
-    lib: RefLibrary           # the repaired references' spectra
-    ref_bad: np.ndarray       # (ny*nx,) bool: pixels flagged in any reference (kept out of the KLIP fit)
-    plans: list               # AlignPlan per science exposure
-    layouts: list             # QuadLayout per science exposure (the _psfalign being streamed), or None
-    truncs: np.ndarray        # KL truncations
-    grams: list               # AnchorGram per science exposure, from `anchor_gram`
-    method: str = "compose"   # alignment method (see `align_block`)
-    fft_workers: int = 1      # FFT threads inside a block
-    writer: object = None     # a `BackgroundWriter` for the slabs (in this process only: not sent to other processes)
-    buffers: object = None    # a queue of reusable block buffers (or None tokens, allocated on first use), this process only
+# %% ../nbs/20_pipeline.ipynb #5973e08e
+def _dq_flags(v) -> str|None:
+    "What is wrong with a DQ flag specification, or None."
+    try: interpret_bit_flags(v)
+    except InputError as e: return e.message.split(": ", 1)[-1]
 
-    def __getstate__(self): return {**self.__dict__, "writer": None, "buffers": None}
+CORON3 = Options(
+    Option("snr", 5.0, "rejection threshold in sigma", "outlier_detection", float, check=in_range(0), metavar="SIGMA"),
+    Option("maskpt", 0.7, "fraction of the mean weight below which pixels are ignored", "outlier_detection", float,
+           check=in_range(0, 1, lo_open=False), metavar="FRAC"),
+    Option("median_box_length", 3, "box for the median replacement of bad pixels", "align_refs", int, check=at_least(1),
+           metavar="N"),
+    Option("bad_bits", "DO_NOT_USE", 'DQ flags of the pixels to replace, e.g. "DO_NOT_USE, SATURATED" or "3"; "" for none',
+           "align_refs", (str, int), check=_dq_flags, metavar="FLAGS"),
+    Option("psfmask", "auto", 'PSFMASK FITS file; "auto" looks beside the science members, "none" uses the built-in weight',
+           "align_refs", (str, Path), words={"none": None}, metavar="FILE"),
+    Option("align_method", "compose", 'how references are shifted: "compose" (e_m + f_n) or "fit" (each pair refined)',
+           "align_refs", str, choices=("compose", "fit"), cli=False),
+    Option("mode", "rdi", "references for KLIP: the reference stars (rdi, as jwst), the other roll(s) (adi), or both "
+           "(rdi+adi)", "klip", str, choices=MODES),
+    Option("truncate", 50, "number of KL modes (a list, or 5,10,20 on the command line, for several)", "klip", int,
+           check=at_least(0), many=True, normalize=truncations, metavar="N"),
+    Option("north_up", True, "north up (north) or the first roll's orientation (first-roll, as jwst)", "resample", bool,
+           words={"north": True, "first-roll": False}, alias="orientation"),
+    Option("pixfrac", 1.0, "drizzle pixfrac", "resample", float, check=in_range(0, 1), metavar="FRAC"),
+    Option("kernel", "square", "drizzle kernel", "resample", str, choices=KERNELS, metavar="NAME"),
+    Option("skip", (), "a step to skip (outlier_detection or resample); may be repeated", "", str, choices=SKIPPABLE,
+           many=True, normalize=tuple, metavar="STEP"),
+    Option("progress", True, "show progress bars", "", bool, cli=False),
+    Option("mapper", None, "how blocks run: mapper(fn, items, shared) -> results in order; None: serial", "", None, cli=False),
+    Option("workers", 1, "threads for the blocks when no mapper is given", "", int, check=at_least(1), cli=False),
+    Option("block_mb", 128, "memory budget of one block (aligned references + ERR), MB", "", float, check=in_range(0),
+           cli=False),
+)
 
-@dataclass
-class Block:
-    "One task: a few integrations of one science exposure."
-    k: int                    # index of the science exposure
-    m0: int                   # its first integration
-    s: np.ndarray             # (c, ny, nx) repaired science (alignment)
-    good: np.ndarray          # (c, ny, nx) bool: science pixels usable in the alignment
-    t: np.ndarray             # (c, ny, nx) science SCI as read (KLIP)
-    tbad: np.ndarray          # (c, ny, nx) bool: science pixels kept out of KLIP
+# %% ../nbs/20_pipeline.ipynb #cc219ab6
+class _Run:
+    "One coron3 run: its options, its output folder and writer, the result being filled; a method per step."
+    def __init__(self, asn, output_dir, options:dict):
+        self.o = SimpleNamespace(**CORON3.validate(options, "coron3()"))       # every check before any work
+        self.several, self.log = np.ndim(options.get("truncate", 50)) > 0, get_logger("pipeline")
+        self.asn = asn if isinstance(asn, Association) else read_asn(asn)
+        if self.o.mode != "rdi" and len(self.asn.science) < 2:
+            raise DataError(f"mode {self.o.mode} needs at least two science rolls, the association has "
+                            f"{len(self.asn.science)}", self.asn.path)
+        self.res = Coron3Result(asn=self.asn)
+        self.out = prepare_output_dir(output_dir) if output_dir is not None else None
+        self.writer = BackgroundWriter() if self.out else None    # products are written while the next step computes
+        self.inputs = [m.path for m in self.asn.members]
+        self.prov = dict(asn=self.asn.path.name if self.asn.path else "", asn_pool=self.asn.asn_pool,
+                         inputs=[m.path.name for m in self.asn.members], steps={})
+        self.done = {}                                            # step -> COMPLETE / SKIPPED, for the provenance
 
-@dataclass
-class BlockResult:
-    "What a block gives back (small: no 4-D array unless nothing is written)."
-    k: int; m0: int
-    shifts: np.ndarray        # (c, N, 3)
-    res: np.ndarray           # (ntrunc, c, ny, nx) float32 KLIP residuals, NaN where unusable
-    nvar: np.ndarray          # (ntrunc, c, ny, nx) noise variance of the KLIP model (references' ERR)
-    eig: np.ndarray           # (c, N) KL eigenvalues, NaN-padded
-    aligned: tuple = None     # (sci, err) (c, N, ny, nx) when not streamed to a file
-    seconds: dict = None      # step -> (wall, cpu) spent in this block
+    def save(self, kind:str, product, member=None, **steps):
+        "Write one product under its spec name (in the background), its provenance listing the steps done."
+        if not self.out: return
+        _save(self.res, kind, product, product_path(self.asn, kind, member, self.out),
+              {**self.prov, "steps": {**self.done, **steps}}, self.inputs, self.writer)
 
-# %% ../nbs/20_pipeline.ipynb #f6aa57ed
-@dataclass
-class AnchorGram:
-    "The shift-independent parts of the references' Gram matrix (see `gram_at`)."
-    H0: np.ndarray     # (N, N) over the regular frequencies, references moved by f_n
-    K: np.ndarray      # (N, N) over the Nyquist column (even nx; else 0), y-phases of f_n only
-    r0: np.ndarray     # (N,) real value at (ny/2, 0) (even ny; else 0)
-    rN: np.ndarray     # (N,) real value at (ny/2, nx/2) (even ny and nx; else 0)
-    sums: np.ndarray   # (N,) sum of each reference over all pixels
-    npix: int          # ny * nx
+    def close(self):
+        if self.writer: self.writer.close()
 
-def anchor_gram(lib:RefLibrary,  # the references' spectra
-                plan:AlignPlan,  # an alignment plan (its f_n)
-                batch:int=16,    # references per batch
-               ) -> AnchorGram:
-    "The parts of the Gram matrix over all pixels of the aligned references that do not depend on e_m."
-    (ny, nx), N = lib.shape, lib.nrefs
-    P, evx, evy = ny * nx, nx % 2 == 0, ny % 2 == 0
-    ncol = nx // 2 if evx else nx // 2 + 1
-    ky, kx = np.fft.fftfreq(ny), np.fft.rfftfreq(nx)[:ncol]
-    wt = np.sqrt(np.where(np.arange(ncol) == 0, 1.0, 2.0))
-    Z = np.empty((N, 2, ny, ncol))                       # real and imaginary parts of the weighted spectra
-    for i in range(0, N, batch):
-        sl = slice(i, min(N, i + batch)); f = plan.f[sl]
-        ph = np.exp(-2j * np.pi * (ky[None, :, None] * f[:, 1, None, None] + kx[None, None, :] * f[:, 0, None, None]))
-        sp = lib.spec[sl, :, :ncol] * ph * wt
-        if evy: sp[:, ny // 2, 0] = 0                   # a corner: handled apart
-        Z[sl, 0], Z[sl, 1] = sp.real, sp.imag
-    Z = Z.reshape(N, -1)
-    H0 = Z @ Z.T / P
-    K, r0, rN = np.zeros((N, N)), np.zeros(N), np.zeros(N)
-    if evx:
-        B = lib.spec[:, :, -1] * np.exp(-2j * np.pi * ky[None, :] * plan.f[:, 1:])
-        if evy: B[:, ny // 2] = 0
-        K = (B.real @ B.real.T + B.imag @ B.imag.T) / P
-    if evy: r0 = lib.spec[:, ny // 2, 0].real.astype(np.float64)
-    if evy and evx: rN = lib.spec[:, ny // 2, -1].real.astype(np.float64)
-    return AnchorGram(H0, K, r0, rN, lib.spec[:, 0, 0].real.astype(np.float64), P)
+# %% ../nbs/20_pipeline.ipynb #381b0b54
+def _read(self:_Run) -> tuple:
+    "The members, read and checked against each other, and the PSFMASK: (science, references, mask)."
+    with _Timer(self.res, "read"):
+        science = [read_calints(m.path) for m in self.asn.science]
+        refs = [read_calints(m.path) for m in self.asn.psf]
+        path = find_psfmask(self.asn, self.o.psfmask)
+        mask = check_members(science, refs, path)
+    self.log.info("%s: %d science exposure(s), %d reference exposure(s), PSFMASK %s", self.asn.product_name,
+                  len(science), len(refs), path.name if path else "default")
+    return science, refs, mask
 
-def gram_at(g:AnchorGram,   # from `anchor_gram`
-            a:np.ndarray,   # (N,) scales of the aligned references
-            d:np.ndarray,   # (N, 2) their shifts (dx, dy) = e_m + f_n
-           ) -> np.ndarray:
-    "(N, N) Gram matrix over all pixels of the references moved by `d` and scaled by `a` (exact)."
-    cx, cy, cxy = np.cos(np.pi * d[:, 0]), np.cos(np.pi * d[:, 1]), np.cos(np.pi * (d[:, 1] - d[:, 0]))
-    G = g.H0 + np.outer(cx, cx) * g.K + np.outer(cy * g.r0, cy * g.r0) / g.npix
-    G += np.outer(cxy * g.rN, cxy * g.rN) / g.npix
-    return np.outer(a, a) * G
+def _outlier_detection(self:_Run, exp:Exposure, member) -> Exposure:
+    "Step 1 on one exposure, saved as its _crfints."
+    if "outlier_detection" in self.o.skip: return exp
+    with _Timer(self.res, "outlier_detection"): new = outlier_detection(exp, snr=self.o.snr, maskpt=self.o.maskpt)
+    self.res.crfints[exp.name] = new
+    self.save("crfints", new, member, outlier_detection="COMPLETE")
+    return new
 
-# %% ../nbs/20_pipeline.ipynb #b42f3c8b
-def _dot64(X:np.ndarray,  # (N, P) float32
-           v:np.ndarray,  # (P,) float64
-           step:int=8192, # pixels per strip
-          ) -> np.ndarray:
-    "X @ v in float64, (N,)."
-    out = np.zeros(len(X))
-    for i in range(0, X.shape[1], step): out += X[:, i:i + step].astype(np.float64) @ v[i:i + step]
-    return out
+def _stack_refs(self:_Run, refs:list) -> Exposure:
+    "Step 2: the references stacked, saved as the _psfstack."
+    with _Timer(self.res, "stack_refs"): self.res.psfstack = stack = stack_refs(refs)
+    self.log.info("stack_refs: %d reference images of %s", stack.nints, stack.shape)
+    self.done = {"outlier_detection": "SKIPPED" if "outlier_detection" in self.o.skip else "COMPLETE", "stack_refs": "COMPLETE"}
+    self.save("psfstack", stack)
+    return stack
 
-# %% ../nbs/20_pipeline.ipynb #f3e398e5
-def klip_integration(X:np.ndarray,     # (N, ny, nx) float32 aligned references of one integration
-                     E:np.ndarray,     # (N, ny, nx) float32 their ERR
-                     a:np.ndarray,     # (N,) their scales (aligned = a * moved reference)
-                     d:np.ndarray,     # (N, 2) their shifts
-                     g:AnchorGram,     # from `anchor_gram`
-                     bad:np.ndarray,   # (npix,) bool: pixels flagged in any reference
-                     t:np.ndarray,     # (npix,) float64 science integration
-                     tbad:np.ndarray,  # (npix,) bool: unusable science pixels
-                     truncs,           # numbers of KL modes
-                     rcond:float=1e-10,# see `klip.kl_modes`
-                    ) -> tuple:
-    "(residuals (ntrunc, npix), model variance (ntrunc, npix), eigenvalues): `klip_subtract` for one integration."
-    N, P = len(X), t.size
-    Xf, bidx = X.reshape(N, P), np.flatnonzero(bad)
-    fit = ~bad & ~tbad
-    n = int(fit.sum())
-    if n < 2: return None
-    XB = Xf[:, bidx].astype(np.float64)
-    nb = P - bidx.size
-    s = a * g.sums - XB.sum(1)                         # sums over the fit pixels (before the science's bad pixels)
-    m0 = s / nb
-    gram = gram_at(g, a, d) - XB @ XB.T - nb * np.outer(m0, m0)
-    ssum = np.zeros(N)
-    drop = np.flatnonzero(tbad & ~bad)
-    if drop.size:                                      # downdate the science integration's bad pixels
-        rb = Xf[:, drop].astype(np.float64) - m0[:, None]
-        gram, ssum = gram - rb @ rb.T, -rb.sum(1)
-    lam, v = kl_modes(gram - np.outer(ssum, ssum) / n, rcond)
-    tz = np.where(fit, t, 0.0)
-    tsum = tz.sum()
-    g = _dot64(Xf, tz) - m0 * tsum - ssum / n * tsum
-    w = klip_weights(lam, v, g, truncs)
-    off, mt = w @ (ssum / n), tsum / n
-    model = (w.astype(np.float32) @ Xf).astype(np.float64) - (w @ m0)[:, None]
-    r = (t - mt) - (model - off[:, None])
-    r[:, tbad | bad] = np.nan
-    Ef, w2 = E.reshape(N, P), (w ** 2).astype(np.float32)
-    nvar = np.empty((len(w), P), np.float32)
-    for i in range(0, P, 8192): nvar[:, i:i + 8192] = w2 @ np.square(Ef[:, i:i + 8192])   # strips: no N x npix temporary
-    return r, nvar, lam / (n - 1)
+_Run.read, _Run.outlier_detection, _Run.stack_refs = _read, _outlier_detection, _stack_refs
 
-# %% ../nbs/20_pipeline.ipynb #b4b63ff8
-def process_block(blk:Block,     # the integrations to do
-                  shared:Library # the shared library
-                 ) -> BlockResult:
-    "Align every reference onto each integration of the block, stream the slab to its file, and KLIP-subtract."
-    c0, w0 = time.thread_time(), time.perf_counter()
-    lay = shared.layouts[blk.k]
-    bufs = None
-    if lay is not None and shared.buffers is not None:   # reuse a block's memory instead of fresh pages every block
-        bufs = shared.buffers.get()
-        shape = (len(blk.s), shared.lib.nrefs) + shared.lib.shape
-        if bufs is None or bufs[0].shape[0] < shape[0] or bufs[0].shape[1:] != shape[1:]:
-            bufs = (np.empty(shape, np.float32), np.empty(shape, np.float32))
-    al, er, sh = align_block(blk.s, shared.lib, shared.plans[blk.k], blk.good, method=shared.method,
-                             workers=shared.fft_workers, out=bufs)
-    c1, w1 = time.thread_time(), time.perf_counter()
-    c, (ny, nx), nt = len(al), al.shape[-2:], len(shared.truncs)
-    res, nvar = np.full((nt, c, ny * nx), np.nan, np.float32), np.zeros((nt, c, ny * nx), np.float32)
-    eig = np.full((c, al.shape[1]), np.nan)
-    g = shared.grams[blk.k]
-    for i in range(c):
-        t = blk.t[i].astype(np.float64).ravel()
-        tbad = ~np.isfinite(t) | blk.tbad[i].ravel()
-        out = klip_integration(al[i], er[i], sh[i, :, 2], sh[i, :, :2], g, shared.ref_bad, t, tbad, shared.truncs)
-        if out is None:
-            get_logger("klip").warning("KLIP: integration %d has no usable pixel in the fit region: left NaN", blk.m0 + i)
-            continue
-        res[:, i], nvar[:, i], ev = out
-        eig[i, :ev.size] = ev
-    c2, w2 = time.thread_time(), time.perf_counter()
-    if lay is not None:                     # KLIP is done with them: convert to FITS byte order in place, no copy
-        big = lambda x: x.byteswap(inplace=True).view(x.dtype.newbyteorder(">"))
-        def job():
-            try: write_slab(lay, blk.m0, big(al), big(er))
-            finally:
-                if bufs is not None: shared.buffers.put(bufs)      # the buffers are free again
-        if shared.writer is None: job()
-        else: shared.writer.submit(job)     # in the background: the next block is computed meanwhile
-    c3, w3 = time.thread_time(), time.perf_counter()
-    secs = {"align_refs": (w1 - w0, c1 - c0), "klip": (w2 - w1, c2 - c1),
-            "write" if shared.writer is None else "write_wait": (w3 - w2, c3 - c2)}
-    return BlockResult(blk.k, blk.m0, sh, res.reshape(nt, c, ny, nx), nvar.reshape(nt, c, ny, nx), eig,
-                       None if lay is not None else (al, er), secs)
+# %% ../nbs/20_pipeline.ipynb #73af0041
+def _plan(self:_Run, science:list, stack:Exposure, mask) -> tuple:
+    "The engine's shared Library for the mode, and the blocks, with the memory they need checked."
+    o, bits, kbits = self.o, interpret_bit_flags(self.o.bad_bits), interpret_bit_flags("DO_NOT_USE")
+    with _Timer(self.res, "align_refs"):
+        lib, cubes = plan_library(science, stack, mask, bits, o.median_box_length, kbits, o.mode)
+        nrefs = stack.nints + (lib.adi[0].lib.nrefs if lib.adi else 0)
+        items = make_blocks(science, cubes, nrefs, o.block_mb, kbits)
+    with _Timer(self.res, "klip"):
+        check_memory(psfalign_nbytes(1, nrefs, stack.shape, 2), "KLIP Gram matrix", science[0].path)
+        for rs in [lib.rdi] + (lib.adi or []): add_grams(rs)
+    conc = o.workers if o.mapper is None else 1
+    check_memory(max(psfalign_nbytes(len(b.s), nrefs, stack.shape, 2) for b in items) * max(conc, 1) * 2,
+                 "align_refs/klip blocks", science[0].path)
+    lib.truncs, lib.method, lib.writer = o.truncate, o.align_method, self.writer
+    lib.buffers = buffer_pool(o.workers + 1) if self.writer and o.mapper is None else None
+    return lib, items
 
-# %% ../nbs/20_pipeline.ipynb #a6ee1869
-def serial_mapper(fn, items, shared):
-    "Run `fn(item, shared)` for each item, in order, in this process."
-    return [fn(i, shared) for i in items]
+def _streams(self:_Run, science:list, stack:Exposure) -> list:
+    "A QuadStream per science exposure: its _psfalign file, written slab by slab (none when nothing is written)."
+    if not self.out: return []
+    prov = {**self.prov, "steps": {**self.done, "align_refs": "COMPLETE"}}
+    with _Timer(self.res, "write"):
+        return [QuadStream(product_path(self.asn, "psfalign", m, self.out), (exp.nints, stack.nints) + stack.shape,
+                           stack.primary, stack.header, stack.dq, prov, self.inputs) for exp, m in zip(science, self.asn.science)]
 
-def thread_mapper(n:int # number of threads
-                 ):
-    "A mapper running the items in `n` threads, results in order."
-    def mapper(fn, items, shared):
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(n) as pool: return list(pool.map(lambda i: fn(i, shared), items))
-    return mapper
+_Run.plan, _Run.streams = _plan, _streams
 
-# %% ../nbs/20_pipeline.ipynb #fb24529b
-def block_size(nrefs:int,        # reference images
-               shape:tuple,      # (ny, nx)
-               nints:int,        # integrations of the exposure
-               block_mb:float=128, # memory budget of one block's aligned references + ERR, MB
-              ) -> int:
-    "Integrations per block."
-    per = nrefs * int(np.prod(shape)) * 4 * 2
-    return int(max(1, min(nints, block_mb * 2**20 // per)))
+# %% ../nbs/20_pipeline.ipynb #eac6add2
+def _aligned(self:_Run, k:int, exp:Exposure, mine:list, stack:Exposure, streams:list):
+    "Step 3's product for exposure k: the _psfalign file closed with its SHIFTS (or, in memory, the array)."
+    sh = np.concatenate([r.shifts for r in mine])
+    d = np.hypot(sh[..., 0], sh[..., 1])
+    self.log.info("align_refs %s: %d x %d references aligned, |shift| median %.3f px, max %.3f px", exp.name,
+                  sh.shape[0], sh.shape[1], np.median(d), d.max())
+    if self.out:                          # SHIFTS table, fsync and rename in the background; mapped at the end
+        self.res.paths.setdefault("psfalign", []).append(Path(streams[k].layout.path))
+        with _Timer(self.res, "write_wait"): self.writer.submit(streams[k].close, sh)
+        return
+    check_memory(psfalign_nbytes(exp.nints, stack.nints, stack.shape, 2), "psfalign", exp.path)
+    self.res.psfalign[exp.name] = AlignedRefs(
+        sci=np.concatenate([r.aligned[0] for r in mine]), err=np.concatenate([r.aligned[1] for r in mine]),
+        dq=np.broadcast_to(stack.dq.astype(np.uint32), (exp.nints, stack.nints) + stack.shape), shifts=sh,
+        primary=stack.primary.copy(), header=stack.header.copy())
 
-def _buffer_pool(n:int # buffer sets: blocks computed at once + the one being written
-                ):
-    "A queue of `n` tokens for reusable block buffers (each allocated by the first block that takes it)."
-    q = queue.Queue()
-    for _ in range(n): q.put(None)
-    return q
+def _subtracted(self:_Run, exp:Exposure, member, mine:list):
+    "Step 4's products for one exposure: a _psfsub per truncation (the last one saved)."
+    with _Timer(self.res, "klip"): subs = finish_klip(exp, mine, self.o.truncate)
+    self.res.psfsub[exp.name] = subs if self.several else subs[-1]
+    self.log.info("klip %s (%s): truncate=%s", exp.name, self.o.mode, self.o.truncate if self.several else self.o.truncate[0])
+    self.save("psfsub", subs[-1], member, align_refs="COMPLETE", klip="COMPLETE")
 
-# %% ../nbs/20_pipeline.ipynb #0c1d62d2
-def finish_klip(sci:Exposure,   # the science exposure (crfints)
-                results:list,   # its BlockResults, in integration order
-                truncate,       # as given to coron3 (an int or a list)
-                box:int=9,      # median box of the missed-starlight ERR term
-               ):
-    "The psfsub Exposure (or list, one per truncation) from the blocks of one exposure."
-    out = np.concatenate([r.res for r in results], axis=1)
-    err = np.concatenate([r.nvar for r in results], axis=1)         # float32, turned into the ERR in place
-    e2 = np.nan_to_num(np.asarray(sci.err, np.float32))
-    err += np.square(e2, out=e2)
-    del e2
-    eig = np.concatenate([r.eig for r in results])
-    for r, v in zip(out, err):                                      # one truncation at a time
-        v += missed_variance(r, v, box).astype(np.float32)
-        np.sqrt(v, out=v)
-        v[np.isnan(r)] = np.nan
-    if np.ndim(truncate) == 0: return _psfsub(sci, out[0], err[0], eig, truncate)
-    return [_psfsub(sci, r, e, eig, k) for r, e, k in zip(out, err, truncate)]
+_Run.aligned, _Run.subtracted = _aligned, _subtracted
 
-# %% ../nbs/20_pipeline.ipynb #d34863c5
-def coron3(asn,                         # path to a coron3 ASN json, or an `Association`
-           output_dir=None,             # folder for the products; None: keep them in memory only
-           *,
-           snr:float=5.0,               # outlier_detection: rejection threshold in sigma
-           maskpt:float=0.7,            # outlier_detection: fraction of the mean weight below which pixels are ignored
-           median_box_length:int=3,     # align_refs: box for the median replacement of bad pixels
-           bad_bits="DO_NOT_USE",       # align_refs: DQ bits of the bad pixels to replace
-           psfmask="auto",              # align_refs: PSFMASK file, "auto" (beside the science member) or None
-           truncate=50,                 # klip: number of KL modes (an int, or a list for several)
-           north_up:bool=True,          # resample: north up (True) or the first roll's orientation (False, as jwst)
-           pixfrac:float=1.0,           # resample: drizzle pixfrac
-           kernel:str="square",         # resample: drizzle kernel
-           skip=(),                     # steps to skip: outlier_detection and/or resample
-           progress:bool=True,          # show progress bars
-           mapper=None,                 # how blocks run: mapper(fn, items, shared) -> results in order; None: serial
-           workers:int=1,               # threads for the blocks when no mapper is given
-           block_mb:float=128,          # memory budget of one block (aligned references + ERR), MB
-           align_method:str="compose",  # align_refs: "compose" (e_m + f_n) or "fit" (each pair refined)
-           mode:str="rdi",              # klip library: "rdi" (reference stars, as jwst), "adi" (the other rolls), "rdi+adi"
+# %% ../nbs/20_pipeline.ipynb #f6d774a3
+def _align_refs_and_klip(self:_Run, science:list, stack:Exposure, mask):
+    "Steps 3 and 4, block by block in the engine: the _psfalign streamed, the _psfsub saved."
+    lib, items = self.plan(science, stack, mask)
+    streams = []
+    try:
+        streams = self.streams(science, stack)
+        lib.layouts = [q.layout for q in streams] or [None] * len(science)
+        results = run_blocks(items, lib, self.o.mapper, self.o.workers, self.o.progress)
+        if self.writer:
+            with _Timer(self.res, "write_wait"): self.writer.wait()   # every slab is in its file
+        lib.buffers = None                                           # and the block buffers can go
+        for r in results:
+            for step, (wall, cpu) in r.seconds.items(): _add(self.res, step, wall, cpu)
+        for k, (exp, member) in enumerate(zip(science, self.asn.science)):
+            mine = [r for r in results if r.k == k]
+            self.aligned(k, exp, mine, stack, streams)
+            self.subtracted(exp, member, mine)
+    except BaseException:
+        if self.writer: self.writer.close()            # no slab write outlives its file
+        raise
+    finally:
+        for q in streams: q.abort()
+    lib = results = items = mine = None                 # free the block buffers and per-block results
+    def mapped(name, p): self.res.psfalign[name] = open_psfalign(p, dq=stack.dq)
+    for exp, p in zip(science, self.res.paths.get("psfalign", []) if self.out else []):
+        self.writer.submit(mapped, exp.name, p)         # once its file has its final name
+
+_Run.align_refs_and_klip = _align_refs_and_klip
+
+# %% ../nbs/20_pipeline.ipynb #6571b474
+def _resample(self:_Run, science:list):
+    "Step 5: the _i2d, the star's sky position in its header."
+    o, last = self.o, [s[-1] if isinstance(s, list) else s for s in self.res.psfsub.values()]
+    with _Timer(self.res, "resample"):
+        if o.mode == "rdi": i2d = resample(last, north_up=o.north_up, pixfrac=o.pixfrac, kernel=o.kernel)
+        else: i2d = derotate([roll_mean(s) for s in last], pixfrac=o.pixfrac, kernel=o.kernel)
+    self.log.info("resample: %d integrations into a %s image", sum(s.nints for s in last), i2d.sci.shape)
+    set_star(i2d.primary, science[0].star_radec)
+    self.res.i2d = i2d
+    self.save("i2d", i2d, align_refs="COMPLETE", klip="COMPLETE", resample="COMPLETE")
+
+def _finish(self:_Run) -> Coron3Result:
+    "The result, once every product is on disk under its final name."
+    if self.writer:
+        with _Timer(self.res, "write_wait"): self.writer.wait()
+        _add(self.res, "write", self.writer.wall, self.writer.cpu)
+    return self.res
+
+_Run.resample, _Run.finish = _resample, _finish
+
+# %% ../nbs/20_pipeline.ipynb #d4bc20c8
+@CORON3.keywords
+def coron3(asn,              # path to a coron3 ASN json, or an `Association`
+           output_dir=None,  # folder for the products; None: keep them in memory only
+           **options,        # the options of `CORON3` (snr, truncate, psfmask, mode, ...)
           ) -> Coron3Result:
     "Run the coron3 pipeline on an association; return the products and write them to `output_dir`."
-    log = get_logger("pipeline")
-    skip = tuple(skip or ())
-    bad = [s for s in skip if s not in SKIPPABLE]
-    if bad: raise InputError(f"cannot skip {', '.join(bad)}; skippable steps: {', '.join(SKIPPABLE)}")
-    validate_options(snr=snr, maskpt=maskpt, median_box_length=median_box_length, bad_bits=bad_bits, truncate=truncate,
-                     pixfrac=pixfrac, kernel=kernel)
-    if mode not in MODES: raise InputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    truncs = _truncations(truncate)
-    asn = asn if isinstance(asn, Association) else read_asn(asn)
-    if mode != "rdi" and len(asn.science) < 2:
-        raise DataError(f"mode {mode} needs at least two science rolls, the association has {len(asn.science)}", asn.path)
-    res = Coron3Result(asn=asn)
-    out = None
-    if output_dir is not None:
-        out = prepare_output_dir(output_dir)
-    writer = BackgroundWriter() if out else None    # products are written while the next step computes
+    run = _Run(asn, output_dir, options)         # options checked, association read, output folder ready
     try:
-        inputs = [m.path for m in asn.members]
-        prov = dict(asn=asn.path.name if asn.path else "", asn_pool=asn.asn_pool, inputs=[m.path.name for m in asn.members], steps={})
-
-        with _Timer(res, "read"):
-            science = [read_calints(m.path) for m in asn.science]
-            refs = [read_calints(m.path) for m in asn.psf]
-            mask_path = find_psfmask(asn, psfmask)
-            mask = check_members(science, refs, mask_path)
-        log.info("%s: %d science exposure(s), %d reference exposure(s), PSFMASK %s", asn.product_name,
-                 len(science), len(refs), mask_path.name if mask_path else "default")
-
-        def crf(exp, member):
-            "Outlier detection on one exposure, saved as _crfints."
-            if "outlier_detection" in skip: return exp
-            with _Timer(res, "outlier_detection"): new = outlier_detection(exp, snr=snr, maskpt=maskpt)
-            res.crfints[exp.name] = new
-            if out: _save(res, "crfints", new, product_path(asn, "crfints", member, out), {**prov, "steps": {"outlier_detection": "COMPLETE"}}, inputs, writer)
-            return new
-
-        refs = [crf(e, m) for e, m in zip(refs, asn.psf)]
-        with _Timer(res, "stack_refs"): res.psfstack = stack = stack_refs(refs)
-        log.info("stack_refs: %d reference images of %s", stack.nints, stack.shape)
-        steps_done = {"outlier_detection": "SKIPPED" if "outlier_detection" in skip else "COMPLETE", "stack_refs": "COMPLETE"}
-        if out: _save(res, "psfstack", stack, product_path(asn, "psfstack", None, out), {**prov, "steps": dict(steps_done)}, inputs, writer)
-        science = [crf(e, m) for e, m in zip(science, asn.science)]
-
-        bits, kbits = interpret_bit_flags(bad_bits), interpret_bit_flags("DO_NOT_USE")
-        with _Timer(res, "align_refs"):
-            r, _, e = repair(stack, bits, median_box_length, err=True, what="reference")
-            lib = ref_library(r, e)
-            del r, e
-            plans, items = [], []
-            for k, exp in enumerate(science):
-                s, sbad = repair(exp, bits, median_box_length)
-                w = fit_weight(s, mask, exp.path)
-                empty = [m for m in range(exp.nints) if not (w * ~sbad[m]).any()]
-                if empty: log.warning("%s: integration(s) %s have no good pixel under the weight: scale 0, aligned references 0",
-                                      exp.name, empty)
-                plans.append(plan_alignment(s, lib, w, ~sbad, base=plans[0] if plans else None))
-                nb = block_size(stack.nints, stack.shape, exp.nints, block_mb)
-                tb = bad_mask(exp.dq, kbits)
-                items += [Block(k, m0, s[m0:m0 + nb], ~sbad[m0:m0 + nb], exp.sci[m0:m0 + nb], tb[m0:m0 + nb])
-                          for m0 in range(0, exp.nints, nb)]
-        with _Timer(res, "klip"):
-            check_memory(psfalign_nbytes(1, stack.nints, stack.shape, 2), "KLIP Gram matrix", science[0].path)
-            grams = [anchor_gram(lib, pl) for pl in plans]
-        conc = workers if mapper is None else 1
-        check_memory(max(psfalign_nbytes(len(b.s), stack.nints, stack.shape, 2) for b in items) * max(conc, 1) * 2,
-                     "align_refs/klip blocks", science[0].path)
-        st_align = {**steps_done, "align_refs": "COMPLETE"}
-        streams = []
-        try:
-            if out:
-                with _Timer(res, "write"):
-                    streams = [QuadStream(product_path(asn, "psfalign", m, out), (exp.nints, stack.nints) + stack.shape,
-                                          stack.primary, stack.header, stack.dq, {**prov, "steps": st_align}, inputs)
-                               for exp, m in zip(science, asn.science)]
-            shared = Library(lib, bad_mask(stack.dq, kbits).any(0).ravel(), plans,
-                             [q.layout for q in streams] or [None] * len(science), truncs, grams, align_method, writer=writer,
-                             buffers=_buffer_pool(workers + 1) if writer and mapper is None else None)
-            run = mapper or (thread_mapper(workers) if workers > 1 else serial_mapper)
-            todo = tqdm(items, desc="blocks (align_refs + klip)", disable=not progress) if run is serial_mapper else items
-            results = run(process_block, todo, shared)
-            if writer:
-                with _Timer(res, "write_wait"): writer.wait()   # every slab is in its file
-            shared.buffers = None                               # and the block buffers can go
-            for r in results:
-                for step, (wall, cpu) in r.seconds.items(): _add(res, step, wall, cpu)
-            for k, (exp, member) in enumerate(zip(science, asn.science)):
-                mine = [r for r in results if r.k == k]
-                sh = np.concatenate([r.shifts for r in mine])
-                d = np.hypot(sh[..., 0], sh[..., 1])
-                log.info("align_refs %s: %d x %d references aligned, |shift| median %.3f px, max %.3f px", exp.name,
-                         sh.shape[0], sh.shape[1], np.median(d), d.max())
-                if out:                          # SHIFTS table, fsync and rename in the background; mapped at the end
-                    res.paths.setdefault("psfalign", []).append(Path(streams[k].layout.path))
-                    with _Timer(res, "write_wait"): writer.submit(streams[k].close, sh)
-                else:
-                    check_memory(psfalign_nbytes(exp.nints, stack.nints, stack.shape, 2), "psfalign", exp.path)
-                    res.psfalign[exp.name] = AlignedRefs(
-                        sci=np.concatenate([r.aligned[0] for r in mine]), err=np.concatenate([r.aligned[1] for r in mine]),
-                        dq=np.broadcast_to(stack.dq.astype(np.uint32), (exp.nints, stack.nints) + stack.shape), shifts=sh,
-                        primary=stack.primary.copy(), header=stack.header.copy())
-                with _Timer(res, "klip"): sub = finish_klip(exp, mine, truncate)
-                res.psfsub[exp.name] = sub
-                log.info("klip %s: truncate=%s", exp.name, truncate)
-                subs = sub if isinstance(sub, list) else [sub]
-                if out and mode == "rdi": _save(res, "psfsub", subs[-1], product_path(asn, "psfsub", member, out),
-                                                {**prov, "steps": {**st_align, "klip": "COMPLETE"}}, inputs, writer)
-        except BaseException:
-            if writer: writer.close()            # no slab write outlives its file
-            raise
-        finally:
-            for q in streams: q.abort()
-        shared = results = items = mine = lib = plans = grams = None   # free the block buffers and per-block results
-        def mapped(name, p): res.psfalign[name] = open_psfalign(p, dq=stack.dq)
-        for exp, p in zip(science, res.paths.get("psfalign", []) if out else []):
-            writer.submit(mapped, exp.name, p)  # once its file has its final name
-        red = None
-        if mode != "rdi":                    # ADI / RDI+ADI: KLIP again with the other roll in the library, rolls north up
-            if writer:
-                with _Timer(res, "write_wait"): writer.wait()   # the _psfalign files are mapped
-            with _Timer(res, "klip"):
-                red = reduce(prepare(res, psfmask=psfmask), mode, truncs, pixfrac=pixfrac, kernel=kernel)
-            for (name, subs), member in zip(red.psfsub.items(), asn.science):
-                res.psfsub[name] = subs if np.ndim(truncate) else subs[-1]
-                if out: _save(res, "psfsub", subs[-1], product_path(asn, "psfsub", member, out),
-                              {**prov, "steps": {**st_align, "klip": "COMPLETE"}}, inputs, writer)
-        if "resample" not in skip:
-            last = [s[-1] if isinstance(s, list) else s for s in res.psfsub.values()]
-            with _Timer(res, "resample"):
-                res.i2d = red.i2d[-1] if red else resample(last, north_up=north_up, pixfrac=pixfrac, kernel=kernel)
-            log.info("resample: %d integrations into a %s image", sum(s.nints for s in last), res.i2d.sci.shape)
-            ra, dec = science[0].star_radec
-            res.i2d.primary["STAR_RA"] = (ra, "[deg] star: reference point of the first science exposure")
-            res.i2d.primary["STAR_DEC"] = (dec, "[deg] star: reference point of the first science exposure")
-            st = {**steps_done, "align_refs": "COMPLETE", "klip": "COMPLETE", "resample": "COMPLETE"}
-            if out: _save(res, "i2d", res.i2d, product_path(asn, "i2d", None, out), {**prov, "steps": st}, inputs, writer)
-        if writer:
-            with _Timer(res, "write_wait"): writer.wait()
-            _add(res, "write", writer.wall, writer.cpu)
-        return res
-    finally:
-        if writer: writer.close()
+        science, refs, mask = run.read()                                                    # members, checked together
+        refs = [run.outlier_detection(e, m) for e, m in zip(refs, run.asn.psf)]             # 1. outlier_detection
+        stack = run.stack_refs(refs)                                                        # 2. stack_refs
+        science = [run.outlier_detection(e, m) for e, m in zip(science, run.asn.science)]   # 1. outlier_detection
+        run.align_refs_and_klip(science, stack, mask)                                       # 3. align_refs, 4. klip
+        if "resample" not in run.o.skip: run.resample(science)                              # 5. resample
+        return run.finish()
+    finally: run.close()

@@ -15,7 +15,7 @@ from astropy.visualization import ImageNormalize, AsinhStretch, LinearStretch
 
 # %% auto #0
 __all__ = ['image_norm', 'compass_vectors', 'draw_compass', 'plot_refstack', 'plot_shifts', 'plot_eigenvalues', 'plot_psfsub',
-           'star_xy', 'plot_i2d', 'plot_noise_curve']
+           'plot_i2d', 'plot_noise_curve']
 
 # %% ../nbs/22_plots.ipynb #8535e377
 def image_norm(img:np.ndarray,      # image (NaN allowed)
@@ -117,13 +117,7 @@ def plot_psfsub(psfsub:dict, # science name -> psfsub Exposure (as in `Coron3Res
     return fig
 
 # %% ../nbs/22_plots.ipynb #d96fc773
-def star_xy(primary, # primary header with STAR_RA / STAR_DEC (or TARG_RA / TARG_DEC)
-            wcs,     # celestial WCS of the image
-           ) -> np.ndarray:
-    "Pixel (x, y) of the target star."
-    k = ("STAR_RA", "STAR_DEC") if "STAR_RA" in primary else ("TARG_RA", "TARG_DEC")
-    c = SkyCoord(primary[k[0]], primary[k[1]], unit="deg")
-    return np.array(wcs.world_to_pixel(c), float)
+from .products import star_xy   # one star_xy, with the header convention, in products
 
 # %% ../nbs/22_plots.ipynb #030f24f8
 def plot_i2d(i2d,              # the `_i2d` Resampled product

@@ -17,23 +17,19 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from . import __version__
 from .core import FitsError, DataError, OutputError, get_logger
 from .dq import DO_NOT_USE
+from ._fits import (read_hdul, ext, quiet_wcs, fit_comments, image_hdu)
+from ._fits import (FITS_BLOCK, padded, check_naxis, decompressed, clean_header, check_destination, tmp_prefix, atomic_write,
+                            write_failure, remove_stale_temporaries)
 
 # %% auto #0
-__all__ = ['log', 'FITS_BLOCK', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'check_nints',
-           'check_usable', 'read_calints', 'read_psfmask', 'tmp_prefix', 'write_product', 'prepare_output_dir',
-           'remove_stale_temporaries', 'read_product', 'read_provenance']
+__all__ = ['log', 'STAR_KEYS', 'STEP_KEYWORDS', 'INT_TIMES_COLUMNS', 'Exposure', 'AlignedRefs', 'Resampled', 'set_star',
+           'star_xy', 'check_nints', 'check_usable', 'read_calints', 'read_psfmask', 'primary_header', 'shifts_table',
+           'write_product', 'prepare_output_dir', 'read_product', 'read_provenance']
 
 # %% ../nbs/02_products.ipynb #8e7d1186
 log = get_logger("products")
 
 # %% ../nbs/02_products.ipynb #01b55839
-def _quiet_wcs(header:fits.Header # a header with celestial WCS keywords
-              ) -> WCS:
-    "The 2-D celestial WCS of `header` (SIP kept), without astropy's header-fixing chatter."
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FITSFixedWarning)
-        return WCS(header, naxis=2)
-
 def _check_cube(sci, err, dq, ndim, what="Exposure"):
     "DataError unless sci, err and dq are `ndim`-D arrays of one shape."
     if np.ndim(sci) != ndim: raise DataError(f"{what}.sci is {np.ndim(sci)}-D, expected {ndim}-D")
@@ -79,7 +75,7 @@ class Exposure:
                 if h.get(key) is not None: return float(h[key])
         return None
     @property
-    def wcs(self) -> WCS: return _quiet_wcs(self.header)
+    def wcs(self) -> WCS: return quiet_wcs(self.header)
     @property
     def pixel_scale(self) -> float: return float(np.mean(proj_plane_pixel_scales(self.wcs.celestial)) * 3600)
     @property
@@ -134,144 +130,30 @@ class Resampled:
             raise DataError(f"Resampled.con has shape {np.shape(self.con)}, sci has {np.shape(self.sci)}")
     @property
     def shape(self) -> tuple: return self.sci.shape
+    @property
+    def pixel_scale(self) -> float: return float(np.mean(proj_plane_pixel_scales(self.wcs.celestial)) * 3600)
+    @property
+    def star_xy(self) -> np.ndarray: return star_xy(self.primary, self.wcs)
     def copy(self) -> "Resampled": return _copy.deepcopy(self)
     def replace(self, **fields) -> "Resampled": return dataclasses.replace(self, **fields)
 
-# %% ../nbs/02_products.ipynb #ccac122f
-FITS_BLOCK = 2880   # bytes: FITS headers and data come in whole blocks of this size
+# %% ../nbs/02_products.ipynb #aed16208
+STAR_KEYS = ("STAR_RA", "STAR_DEC")
 
-def _padded(n:int) -> int:
-    "`n` bytes rounded up to whole FITS blocks."
-    return -(-n // FITS_BLOCK) * FITS_BLOCK
+def set_star(primary:fits.Header, # a product's primary header (changed in place)
+             radec:tuple,         # (RA, Dec) of the star, degrees (e.g. `Exposure.star_radec`)
+            ) -> None:
+    "Record the star's sky position in a product's primary header (`STAR_RA`, `STAR_DEC`)."
+    for k, v in zip(STAR_KEYS, radec): primary[k] = (float(v), "[deg] star: reference point of the first science exposure")
 
-_SIZE_CARD = re.compile(rb"(NAXIS\d{0,3}|PCOUNT|GCOUNT|TFIELDS|BITPIX) *= *([-+]?\d+)")
-
-def _size_card(card:bytes # one 80-byte header card
-              ) -> tuple|None:
-    "(keyword, integer value) if `card` is a size card (NAXISn, BITPIX, PCOUNT, GCOUNT, TFIELDS), else None."
-    m = _SIZE_CARD.match(card)
-    if m is None or m.start(2) < 10 or card[m.end(1):8].strip(): return None   # a longer keyword, or not a value card
-    return m.group(1).decode(), int(m.group(2))
-
-def _check_size(key:str, v:int, path:Path):
-    "FitsError if a size card's value would make astropy loop or allocate without end."
-    if (v < 0 and key != "BITPIX") or (key in ("NAXIS", "TFIELDS") and v > 999):
-        raise FitsError(f"not a valid FITS file: a header says {key} = {v}", path)
-
-def _scan_all(mm, path:Path):
-    "`_check_size` on every size card anywhere in the file (the fallback when the HDU walk gets lost)."
-    for m in _SIZE_CARD.finditer(mm):
-        if m.start() % 80 == 0 and (kv := _size_card(bytes(mm[m.start():m.start() + 80]))): _check_size(*kv, path)
-
-def _data_bytes(cards:dict) -> int|None:
-    "Bytes of data (padded) an HDU with these size cards declares; None if they do not say."
-    try:
-        n = cards["NAXIS"]; dims = [cards[f"NAXIS{i}"] for i in range(1, n + 1)]
-        if n > 1 and dims[0] == 0: dims = dims[1:]                    # random groups
-        nb = abs(cards["BITPIX"]) // 8 * cards.get("GCOUNT", 1) * (cards.get("PCOUNT", 0) + (int(np.prod(dims, dtype=object)) if n else 0))
-    except KeyError: return None
-    return _padded(nb)
-
-def _decompressed(path:Path # a FITS file, perhaps gzip, bzip2 or zip compressed (astropy reads those as they are)
-                 ) -> bytes|None:
-    "The decompressed bytes of a compressed file (None if it is not compressed); FitsError if it cannot be decompressed."
-    import bz2, gzip, zipfile, zlib, psutil
-    with open(path, "rb") as f: magic = f.read(4)
-    kind = "gzip" if magic[:2] == b"\x1f\x8b" else "bzip2" if magic[:3] == b"BZh" else "zip" if magic == b"PK\x03\x04" else None
-    if kind is None: return None
-    limit = psutil.virtual_memory().available // 2           # a decompression bomb stops here, not in the kernel's OOM killer
-    try:
-        if kind == "zip":
-            with zipfile.ZipFile(path) as z:
-                names = z.namelist()
-                if len(names) != 1: raise FitsError(f"zip archive holds {len(names)} files, not one FITS file", path)
-                with z.open(names[0]) as g: raw = g.read(limit + 1)
-        else:
-            with (gzip.open if kind == "gzip" else bz2.open)(path) as g: raw = g.read(limit + 1)
-    except FitsError: raise
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, ValueError) as e:
-        raise FitsError(f"truncated or corrupt {kind} file ({e})", path) from None
-    if len(raw) > limit: raise FitsError(f"decompresses to more than half the free memory ({limit >> 20} MB)", path)
-    return raw
-
-def _check_naxis(path:Path,       # the FITS file
-                 raw:bytes=None   # its decompressed bytes, if it is compressed (from `_decompressed`)
-                ) -> None:
-    "FitsError if a header's NAXIS or TFIELDS is not 0..999, or a size is negative (astropy would loop for ever)."
-    import mmap
-    if raw is not None: return _walk_headers(raw, len(raw), path)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0: return
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm: _walk_headers(mm, size, path)
-
-def _walk_headers(mm, size:int, path:Path):
-    "`_check_size` on the size cards of every header of the FITS bytes `mm`; the data are skipped, not scanned."
-    pos, cards = 0, {}
-    while pos + FITS_BLOCK <= size:
-        for i in range(pos, pos + FITS_BLOCK, 80):
-            card = mm[i:i + 80]
-            if card[:8] == b"END     ":
-                nb = _data_bytes(cards)
-                if nb is None: return _scan_all(mm, path)
-                pos, cards = pos + FITS_BLOCK + nb, {}
-                break
-            if kv := _size_card(card):
-                _check_size(*kv, path); cards[kv[0]] = kv[1]
-        else: pos += FITS_BLOCK
-
-def _drop_unparsable(h:fits.Header, # a header as read
-                     path:Path):    # its file, for the log
-    "Remove, with a warning, the cards of `h` whose value cannot be parsed (astropy would raise on every access)."
-    bad = []
-    for i, card in enumerate(h.cards):
-        try: card.value
-        except Exception: bad.append(i)
-    for i in reversed(bad):
-        log.warning("%s: unparsable header card %r ignored", path, str(h.cards[i])[:80].rstrip())
-        del h[i]
-
-def _read_hdul(path:Path # the FITS file
-              ) -> fits.HDUList:
-    "All HDUs of `path`, read into memory; FitsError naming the file if it is missing or unreadable."
-    path = Path(path)
-    if not path.exists(): raise FitsError("file not found", path)
-    if path.is_dir(): raise FitsError("is a folder, not a FITS file", path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", fits.verify.VerifyWarning)      # a broken file fails below anyway
-            warnings.filterwarnings("error", message=".*[Tt]runcated.*")
-            raw = _decompressed(path)                          # sizes are those of the decompressed file astropy reads
-            size = path.stat().st_size if raw is None else len(raw)
-            _check_naxis(path, raw)
-            del raw
-            with fits.open(path, memmap=False) as hdul:
-                last = -1
-                for i, hdu in enumerate(hdul):  # check what each header declares before reading (and allocating) it
-                    info = hdu.fileinfo() or {}
-                    if info.get("hdrLoc", 0) <= last or i >= 1000:
-                        raise FitsError(f"not a valid FITS file: HDU {i} does not follow HDU {i - 1}", path)
-                    last = info.get("hdrLoc", 0)
-                    nbytes = info.get("datSpan", 0) if isinstance(hdu, fits.CompImageHDU) else hdu.size  # compressed: on disk
-                    if info.get("datLoc", 0) + nbytes > size:
-                        raise FitsError(f"truncated: HDU {i} ({hdu.name}) declares {nbytes} bytes of data, "
-                                        f"the file has {max(size - info.get('datLoc', 0), 0)} after its header", path)
-                    hdu.data  # force every HDU's data into memory now, while the file is open
-            for hdu in hdul: _drop_unparsable(hdu.header, path)
-            return hdul
-    except FitsError: raise
-    except Exception as e:
-        if isinstance(e, OSError) and e.errno is not None:  # the system refused: permissions, I/O error, ...
-            raise FitsError(f"cannot read: {e.strerror}", path) from None
-        msg = str(e).split("\n")[0][:200]
-        if "truncated" in msg.lower(): raise FitsError(f"truncated: the file is shorter than its headers say ({msg})", path) from None
-        raise FitsError(f"not a readable FITS file ({type(e).__name__}: {msg})", path) from None
+def star_xy(primary:fits.Header, # primary header with STAR_RA / STAR_DEC (or TARG_RA / TARG_DEC)
+            wcs:WCS,             # celestial WCS of the image
+           ) -> np.ndarray:
+    "Pixel (x, y) of the star in the image of `wcs` (0-based)."
+    k = STAR_KEYS if STAR_KEYS[0] in primary else ("TARG_RA", "TARG_DEC")
+    return np.array(wcs.world_to_pixel_values(float(primary[k[0]]), float(primary[k[1]])), float)
 
 # %% ../nbs/02_products.ipynb #5766d2c5
-def _ext(hdul, name):
-    "The HDU called `name` in `hdul`, or None."
-    return hdul[name] if name in hdul else None
-
 def _as_uint32(dq:np.ndarray, # DQ as stored (uint32, int32, int64, ...)
                path):         # the file, for the error message
     "DQ as uint32, keeping the bits of signed storage; FitsError for non-integer DQ."
@@ -283,43 +165,34 @@ def _optional_arrays(hdul, shape, path) -> tuple[dict, np.ndarray|None, np.ndarr
     "The VAR_* arrays of `shape`, the AREA map of shape[-2:] and the INT_TIMES table that `hdul` has."
     var = {}
     for name in ("VAR_POISSON", "VAR_RNOISE", "VAR_FLAT"):
-        h = _ext(hdul, name)
+        h = ext(hdul, name)
         if h is None: continue
         if h.data is None or h.data.shape != shape:
             log.debug("%s: %s ignored (shape %s, SCI %s)", path, name, None if h.data is None else h.data.shape, shape)
         else: var[name] = np.asarray(h.data, np.float32)
-    h = _ext(hdul, "AREA")
+    h = ext(hdul, "AREA")
     area = np.asarray(h.data, np.float32) if h is not None and h.data is not None and h.data.shape == shape[-2:] else None
-    h = _ext(hdul, "INT_TIMES")
+    h = ext(hdul, "INT_TIMES")
     int_times = np.array(h.data) if h is not None and isinstance(h, fits.BinTableHDU) and h.data is not None else None
     return var, area, int_times
 
 # %% ../nbs/02_products.ipynb #ec6b5a57
-def _read_cube(hdul:fits.HDUList, # the file's HDUs (from `_read_hdul`)
+def _read_cube(hdul:fits.HDUList, # the file's HDUs (from `read_hdul`)
                path:Path,          # the file, for error messages
                ndim:int=3) -> tuple:
     "sci, err, dq of a JWST product whose SCI is `ndim`-D; FitsError naming the file otherwise."
-    sci = _ext(hdul, "SCI")
+    sci = ext(hdul, "SCI")
     if sci is None or sci.data is None: raise FitsError("no SCI image extension", path)
     if sci.data.ndim != ndim:
         raise FitsError(f"SCI extension is {sci.data.ndim}-D {sci.data.shape}, expected {ndim}-D", path)
     arrays = [np.asarray(sci.data, np.float32)]
     for name in ("ERR", "DQ"):
-        h = _ext(hdul, name)
+        h = ext(hdul, name)
         if h is None or h.data is None: raise FitsError(f"no {name} extension", path)
         if h.data.shape != sci.data.shape:
             raise FitsError(f"{name} has shape {h.data.shape}, SCI has {sci.data.shape}", path)
         arrays.append(_as_uint32(h.data, path) if name == "DQ" else np.asarray(h.data, np.float32))
     return arrays
-
-def _clean_header(h:fits.Header) -> fits.Header:
-    "A copy of `h` without the structural keywords (NAXISn, BITPIX, BZERO, EXTNAME, ...) of the HDU it came from."
-    h = h.copy()
-    for key in ("SIMPLE", "XTENSION", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "BSCALE", "BZERO",
-                "EXTNAME", "EXTVER", "CHECKSUM", "DATASUM"):
-        h.remove(key, ignore_missing=True, remove_all=True)
-    for key in [k for k in h if re.fullmatch(r"NAXIS\d+", k)]: h.remove(key, ignore_missing=True)
-    return h
 
 # %% ../nbs/02_products.ipynb #5929d382
 def _header_int(h:fits.Header, key:str):
@@ -349,7 +222,7 @@ def check_usable(exp:Exposure # an exposure
         raise DataError("every pixel is NaN or flagged DO_NOT_USE: no usable data", exp.path)
 
 # %% ../nbs/02_products.ipynb #09114e80
-def _exposure(hdul:fits.HDUList, # the file's HDUs (from `_read_hdul`)
+def _exposure(hdul:fits.HDUList, # the file's HDUs (from `read_hdul`)
               path:Path,          # the file they were read from
               flag_nan:bool       # set DO_NOT_USE where SCI or ERR is not finite
              ) -> Exposure:
@@ -361,7 +234,7 @@ def _exposure(hdul:fits.HDUList, # the file's HDUs (from `_read_hdul`)
         if bad.any():
             log.info("%s: %d non-finite pixels without DO_NOT_USE: flagged", path.name, bad.sum())
             dq[bad] |= DO_NOT_USE
-    return Exposure(sci, err, dq, _clean_header(hdul[0].header), _clean_header(hdul["SCI"].header),
+    return Exposure(sci, err, dq, clean_header(hdul[0].header), clean_header(hdul["SCI"].header),
                     var, area, int_times, path)
 
 def read_calints(path:str|Path,     # a JWST stage-2 `_calints.fits` file (or any 3-D cube product)
@@ -369,7 +242,7 @@ def read_calints(path:str|Path,     # a JWST stage-2 `_calints.fits` file (or an
                 ) -> Exposure:
     "Read a 3-D JWST cube product into an `Exposure`; FitsError naming the file if it cannot be used."
     path = Path(path)
-    exp = _exposure(_read_hdul(path), path, flag_nan)
+    exp = _exposure(read_hdul(path), path, flag_nan)
     check_nints(exp); check_usable(exp)
     return exp
 
@@ -378,8 +251,8 @@ def read_psfmask(path:str|Path, # a PSFMASK reference file (SCI: 2-D transmissio
                  shape:tuple=None # the image shape (ny, nx) it must match, if given
                 ) -> np.ndarray:
     "The 2-D float64 PSFMASK of `path`; FitsError naming the file if it is unusable or of the wrong shape."
-    hdul = _read_hdul(path)
-    h = _ext(hdul, "SCI")
+    hdul = read_hdul(path)
+    h = ext(hdul, "SCI")
     if h is None or h.data is None: h = hdul[0] if hdul[0].data is not None else None
     if h is None: raise FitsError("no SCI image extension", path)
     mask = np.asarray(h.data, np.float64)
@@ -394,24 +267,13 @@ STEP_KEYWORDS = {"outlier_detection": "S_OUTLIR", "stack_refs": "S_PSFSTK", "sta
                  "align_refs": "S_PSFALI", "align_psfs": "S_PSFALI", "klip": "S_KLIP", "resample": "S_RESAMP"}
 "coron3 step name (ours and the jwst schema's) -> its step-status FITS keyword in the primary header."
 
-def _fit_comments(h:fits.Header # a header to be written (changed in place)
-                 ) -> None:
-    "Shorten comments that would not fit on their 80-character card (astropy would cut them with a warning)."
-    for card in h.cards:
-        if not card.comment or card.keyword in ("COMMENT", "HISTORY", "") or len(card.keyword) > 8: continue
-        if isinstance(card.value, str) and len(card.value) > 68: continue  # too long for one card: CONTINUE cards
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            base = len(fits.Card(card.keyword, card.value).image.rstrip())
-        if base + 3 + len(card.comment) > 80: card.comment = card.comment[:max(80 - base - 3, 0)]
-
-def _primary_header(primary:fits.Header, # the input's primary header
+def primary_header(primary:fits.Header, # the input's primary header
                     model:str,           # DATAMODL value
                     filename:str,        # the product's file name
                     provenance:dict=None # {"asn", "asn_pool", "inputs", "steps"}
                    ) -> fits.Header:
     "The primary header of a product: the input's metadata plus DATAMODL, step status and provenance."
-    h = _clean_header(primary)
+    h = clean_header(primary)
     for k in [k for k in h if k.startswith("CRLIN")]: h.remove(k, remove_all=True)
     h["DATAMODL"] = (model, "Type of data model")
     h["FILENAME"] = (filename, "Name of the file")
@@ -425,22 +287,14 @@ def _primary_header(primary:fits.Header, # the input's primary header
         h[STEP_KEYWORDS[step]] = (str(status), f"{step} step status")
     for i, name in enumerate(prov.get("inputs") or (), 1):
         h[f"CRLIN{i:03d}"] = Path(str(name)).name  # no comment: long names fill the card
-    _fit_comments(h)
+    fit_comments(h)
     return h
 
 # %% ../nbs/02_products.ipynb #0e7b6e37
 _WCS_KEY = re.compile(r"(WCSAXES|CRPIX\d|CRVAL\d|CTYPE\d|CUNIT\d|CDELT\d|CD\d_\d|PC\d_\d|CROTA\d|LONPOLE|LATPOLE"
                       r"|RADESYS|EQUINOX|[AB]P?_\d+_\d+|[AB]P?_ORDER|[AB]P?_DMAX|S_REGION)")
 
-def _image(data, name, header=None):
-    "An ImageHDU called `name` holding a read-only view of `data` (so writing it never touches `data`)."
-    data = np.asarray(data).view()
-    # astropy byteswaps writeable little-endian data in place while writing it (wrong for anyone reading it meanwhile);
-    # a read-only array it converts one extension at a time into a temporary copy instead
-    data.flags.writeable = False
-    return fits.ImageHDU(data, header=_clean_header(header) if header is not None else None, name=name)
-
-def _shifts_table(shifts:np.ndarray # (nints_sci, nrefs, 3)
+def shifts_table(shifts:np.ndarray # (nints_sci, nrefs, 3)
                  ) -> fits.BinTableHDU:
     "The SHIFTS binary table: columns INTEGRATION, REFERENCE, DX, DY, SCALE; one row per pair."
     m, n = np.indices(shifts.shape[:2])
@@ -465,74 +319,22 @@ def _hdus(product) -> tuple[str, list]:
     "The data model name and the extension HDUs (after PRIMARY) of `product`."
     bunit = {"BUNIT": product.header["BUNIT"]} if "BUNIT" in product.header else {}
     if isinstance(product, Exposure):
-        hdus = [_image(product.sci.astype(np.float32, copy=False), "SCI", product.header),
-                _image(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
-                _image(product.dq.astype(np.uint32, copy=False), "DQ")]
-        hdus += [_image(np.asarray(v, np.float32), k) for k, v in product.var.items()]
-        if product.area is not None: hdus.append(_image(np.asarray(product.area, np.float32), "AREA"))
+        hdus = [image_hdu(product.sci.astype(np.float32, copy=False), "SCI", product.header),
+                image_hdu(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
+                image_hdu(product.dq.astype(np.uint32, copy=False), "DQ")]
+        hdus += [image_hdu(np.asarray(v, np.float32), k) for k, v in product.var.items()]
+        if product.area is not None: hdus.append(image_hdu(np.asarray(product.area, np.float32), "AREA"))
         if _jwst_int_times(product.int_times): hdus.append(fits.BinTableHDU(product.int_times, name="INT_TIMES"))
         return "CubeModel", hdus
     if isinstance(product, Resampled):
-        h = _clean_header(product.header)
+        h = clean_header(product.header)
         for k in [k for k in h if _WCS_KEY.fullmatch(k)]: h.remove(k, remove_all=True)
         h.update(product.wcs.celestial.to_header(relax=True))
-        return "ImageModel", [_image(product.sci.astype(np.float32, copy=False), "SCI", h),
-                              _image(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
-                              _image(product.wht.astype(np.float32, copy=False), "WHT"),
-                              _image(product.con.astype(np.int32, copy=False), "CON")]
+        return "ImageModel", [image_hdu(product.sci.astype(np.float32, copy=False), "SCI", h),
+                              image_hdu(product.err.astype(np.float32, copy=False), "ERR", fits.Header(bunit)),
+                              image_hdu(product.wht.astype(np.float32, copy=False), "WHT"),
+                              image_hdu(product.con.astype(np.int32, copy=False), "CON")]
     raise TypeError(f"cannot write a {type(product).__name__}: expected Exposure or Resampled")
-
-# %% ../nbs/02_products.ipynb #ede6735d
-def _check_destination(path:Path, # the product's file
-                       inputs=()): # files that must never be overwritten
-    "OutputError if `path` cannot (or must not) be written."
-    folder = path.parent
-    if not folder.exists(): raise OutputError("output folder does not exist", folder)
-    if not folder.is_dir(): raise OutputError("output folder is a file, not a folder", folder)
-    if not os.access(folder, os.W_OK | os.X_OK): raise OutputError("output folder is not writable", folder)
-    if path.is_dir(): raise OutputError("a folder exists under the product's name", path)
-    if path.resolve() in {Path(p).resolve() for p in inputs if p is not None}:
-        raise OutputError("refusing to overwrite an input file", path)
-
-# %% ../nbs/02_products.ipynb #62714a5b
-def tmp_prefix(path:Path # the product's final file
-              ) -> str:
-    "Prefix of a temporary file for `path`: hidden, and naming the host and the process that writes it."
-    return f".{path.name}.{socket.gethostname()}.{os.getpid()}."
-
-def _fsync_folder(folder:Path):
-    "Make a rename in `folder` durable (best effort: not every file system allows it)."
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try: os.fsync(fd)
-        finally: os.close(fd)
-    except OSError: pass
-
-def _write_failure(e:OSError # what the write raised
-                  ) -> str:
-    "A one-line reason for a failed write; a full disk said plainly (astropy re-raises ENOSPC without its errno)."
-    text = str(e.strerror or e).split("\n")[0]
-    if e.errno == errno.ENOSPC or "space" in text.lower():
-        more = "" if text == os.strerror(errno.ENOSPC) else f"; {text}"
-        return f"cannot write: No space left on device (the disk is full{more})"
-    return f"cannot write: {text}"
-
-def _atomic_write(hdul:fits.HDUList, # what to write
-                  path:Path):        # the final file name
-    "Write `hdul` to a temporary file beside `path`, fsync it, then rename it to `path`."
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        with open(tmp, "wb") as f:  # a named file: astropy's own disk-full report needs the name
-            hdul.writeto(f)
-            f.flush(); os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path); tmp = None
-        _fsync_folder(path.parent)
-    except OSError as e: raise OutputError(_write_failure(e), path) from None
-    finally:
-        if tmp is not None and os.path.exists(tmp): os.remove(tmp)
 
 # %% ../nbs/02_products.ipynb #c42476c8
 def write_product(product,              # an Exposure, AlignedRefs or Resampled
@@ -544,14 +346,12 @@ def write_product(product,              # an Exposure, AlignedRefs or Resampled
                  ) -> Path:
     "Write `product` atomically as a JWST-style FITS file at `path`; OutputError if it cannot go there."
     path = Path(path)
-    _check_destination(path, [*inputs, getattr(product, "path", None)])
-    if isinstance(product, AlignedRefs):   # 4-D: streamed, DQ tile-compressed (see coronlit.stream)
-        from coronlit.stream import write_aligned
-        if model not in (None, "QuadModel"): raise OutputError(f"a _psfalign is a QuadModel, not {model}", path)
-        return write_aligned(product, path, provenance, [*inputs, getattr(product, "path", None)])
+    check_destination(path, [*inputs, getattr(product, "path", None)])
+    if isinstance(product, AlignedRefs):   # 4-D: streamed, DQ tile-compressed, by the module above this one
+        raise TypeError("a 4-D _psfalign is written by coronlit.stream.write_product (or coronlit.write_product)")
     default_model, hdus = _hdus(product)
-    primary = fits.PrimaryHDU(header=_primary_header(product.primary, model or default_model, path.name, provenance))
-    _atomic_write(fits.HDUList([primary, *hdus]), path)
+    primary = fits.PrimaryHDU(header=primary_header(product.primary, model or default_model, path.name, provenance))
+    atomic_write(fits.HDUList([primary, *hdus]).writeto, path)
     log.debug("wrote %s", path)
     return path
 
@@ -568,50 +368,30 @@ def prepare_output_dir(path:str|Path # the folder products go to
     if gone: log.info("%s: removed %d temporary file(s) left by killed runs", out, len(gone))
     return out
 
-_TMP = re.compile(r"^\.(?P<name>.+?\.fits)\.(?P<host>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
-
-def _alive(pid:int) -> bool:
-    "Whether process `pid` exists on this host."
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: return True
-    return True
-
-def remove_stale_temporaries(folder:Path # an output folder
-                            ) -> list:
-    "Remove the temporary product files that coronlit processes of this host, no longer running, left in `folder`."
-    host, gone = socket.gethostname(), []
-    for p in Path(folder).glob(".*.tmp"):
-        m = _TMP.match(p.name)
-        if m and m["host"] == host and int(m["pid"]) != os.getpid() and not _alive(int(m["pid"])):
-            try: p.unlink(); gone.append(p)
-            except OSError: pass
-    return gone
-
 # %% ../nbs/02_products.ipynb #e78fd06d
 def _read_aligned(hdul:fits.HDUList, path:Path) -> AlignedRefs:
     "An AlignedRefs from the HDUs of a 4-D _psfalign file with a SHIFTS table."
     sci, err, dq = _read_cube(hdul, path, 4)
-    t = _ext(hdul, "SHIFTS")
+    t = ext(hdul, "SHIFTS")
     shifts = np.full(sci.shape[:2] + (3,), np.nan)
     if t is None: log.warning("%s: no SHIFTS table; shifts set to NaN", path)
     else:
         try: shifts[t.data["INTEGRATION"], t.data["REFERENCE"]] = np.stack([t.data[c] for c in ("DX", "DY", "SCALE")], -1)
         except (KeyError, IndexError) as e: raise FitsError(f"SHIFTS table unusable ({e})", path) from None
-    return AlignedRefs(sci, err, dq, shifts, _clean_header(hdul[0].header), _clean_header(hdul["SCI"].header), path)
+    return AlignedRefs(sci, err, dq, shifts, clean_header(hdul[0].header), clean_header(hdul["SCI"].header), path)
 
 def _read_resampled(hdul:fits.HDUList, path:Path) -> Resampled:
     "A Resampled from the HDUs of a 2-D _i2d file with ERR, WHT and CON."
-    sci = _ext(hdul, "SCI")
+    sci = ext(hdul, "SCI")
     if sci is None or sci.data is None or sci.data.ndim != 2:
         raise FitsError(f"SCI of an _i2d product must be 2-D, found {None if sci is None or sci.data is None else sci.data.shape}", path)
     arrays = {}
     for name, dtype in (("ERR", np.float32), ("WHT", np.float32), ("CON", np.int32)):
-        h = _ext(hdul, name)
+        h = ext(hdul, name)
         if h is None or h.data is None: raise FitsError(f"no {name} extension", path)
         arrays[name] = np.asarray(h.data, dtype)
     try: return Resampled(np.asarray(sci.data, np.float32), arrays["ERR"], arrays["WHT"], arrays["CON"],
-                          _quiet_wcs(sci.header), _clean_header(hdul[0].header), _clean_header(sci.header), path)
+                          quiet_wcs(sci.header), clean_header(hdul[0].header), clean_header(sci.header), path)
     except DataError as e: raise FitsError(e.message, path) from None
 
 # %% ../nbs/02_products.ipynb #e30b04d8
@@ -619,10 +399,10 @@ def read_product(path:str|Path # a product coronlit (or jwst) wrote: _crfints, _
                 ):
     "Read a product file back as an Exposure, AlignedRefs or Resampled (by DATAMODL, else SCI's dimension)."
     path = Path(path)
-    hdul = _read_hdul(path)
+    hdul = read_hdul(path)
     model = str(hdul[0].header.get("DATAMODL", ""))
     if not model:
-        sci = _ext(hdul, "SCI")
+        sci = ext(hdul, "SCI")
         ndim = sci.data.ndim if sci is not None and sci.data is not None else 0
         model = {2: "ImageModel", 3: "CubeModel", 4: "QuadModel"}.get(ndim, "")
     if model == "QuadModel": return _read_aligned(hdul, path)

@@ -13,12 +13,13 @@ from drizzle.resample import Drizzle
 from drizzle.utils import calc_pixmap
 from .core import DataError, InputError, get_logger
 from .dq import interpret_bit_flags, ALL_BITS
-from .products import Exposure, Resampled
+from .products import Exposure, Resampled, set_star
+from .dq import DO_NOT_USE
 
 # %% auto #0
 __all__ = ['KERNELS', 'good_pixels', 'weight_map', 'integration_time', 'local_jacobian', 'pixel_scale_at', 'orientation_at',
            'sky_footprint', 'footprint_center', 'tan_wcs', 'output_grid', 'compass', 'drizzle_cubes', 'input_wcs',
-           'resample']
+           'resample', 'roll_mean', 'derotate']
 
 # %% ../nbs/14_resample.ipynb #6e48c433
 def good_pixels(sci:np.ndarray,          # science data, any shape
@@ -247,3 +248,31 @@ def resample(psfsubs:list,             # psfsub Exposures (all rolls), each (nin
     primary["PIXFRAC"] = (float(pixfrac), "drizzle pixfrac")
     primary["PXSCLRT"] = (scale / in_scale, "output / input pixel scale")
     return Resampled(sci=sci, err=err, wht=wht, con=con, wcs=out, primary=primary, header=_output_header(first, out, scale))
+
+# %% ../nbs/14_resample.ipynb #6497e017
+def roll_mean(exp:Exposure,                       # a psfsub exposure (nints, ny, nx) of one roll
+              weight_type:str|None="ivm",        # "ivm" (as `resample`) or None (plain mean)
+              good_bits="~DO_NOT_USE+NON_SCIENCE",# DQ bits to ignore, as `resample`
+             ) -> Exposure:
+    "One-integration Exposure: the weighted mean of the roll's integrations (drizzles exactly like all of them)."
+    if weight_type not in ("ivm", None): raise InputError(f"roll_mean: weight_type must be 'ivm' or None, not {weight_type!r}", exp.path)
+    good = good_pixels(exp.sci, exp.dq, exp.err, good_bits)
+    w = weight_map(good, exp.err, exp.var.get("VAR_RNOISE"), weight_type).astype(np.float64)
+    W = w.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sci = np.where(W > 0, (w * np.where(good, exp.sci, 0.0)).sum(0) / W, np.nan)
+        err = np.where(W > 0, np.sqrt((w ** 2 * np.where(good, exp.err, 0.0).astype(np.float64) ** 2).sum(0)) / W, np.nan)
+        var = {"VAR_RNOISE": np.where(W > 0, 1.0 / W, np.nan)[None].astype(np.float32)} if weight_type else {}
+    dq = np.where(W > 0, 0, DO_NOT_USE).astype(np.uint32)[None]
+    hdr = exp.header.copy(); hdr["NCOMBINE"] = (exp.nints, "integrations averaged into this image")
+    return exp.replace(sci=sci[None].astype(np.float32), err=err[None].astype(np.float32), dq=dq, var=var,
+                       header=hdr, int_times=None, path=None)
+
+# %% ../nbs/14_resample.ipynb #1ac4851c
+def derotate(rolls:list,         # one (roll-mean) psfsub Exposure per roll
+             **kw,               # passed to `resample` (pixfrac, kernel, weight_type, ...)
+            ) -> Resampled:
+    "The rolls drizzled onto one north-up grid and combined (inverse-variance weighted): an i2d, the star in its header."
+    out = resample(list(rolls), north_up=True, **kw)
+    set_star(out.primary, rolls[0].star_radec)
+    return out

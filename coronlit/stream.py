@@ -13,19 +13,20 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 from .core import OutputError, FitsError, get_logger
-from .products import (AlignedRefs, _primary_header, _clean_header, _shifts_table, _check_destination,
-                       _write_failure, _fsync_folder, tmp_prefix, FITS_BLOCK, _padded)
+from .products import AlignedRefs, primary_header, shifts_table
+from .products import write_product as _write_cube_or_image
+from ._fits import (FITS_BLOCK, padded, clean_header, check_destination, write_failure, temporary, publish)
 
 log = get_logger("stream")
 
 # %% auto #0
 __all__ = ['log', 'DQ_COMPRESSION', 'QuadLayout', 'dq_extension', 'quad_layout', 'write_slab', 'QuadStream', 'write_aligned',
-           'open_psfalign', 'BackgroundWriter']
+           'write_product', 'open_psfalign', 'BackgroundWriter']
 
 # %% ../nbs/06_stream.ipynb #6422e599
 def _image_header(name:str, shape:tuple, dtype, header=None) -> fits.Header:
     "The header of an image extension `name` for data of `shape` and `dtype` (float32 or uint32), without the data."
-    h = fits.ImageHDU(np.zeros((1,) * len(shape), dtype), header=_clean_header(header) if header is not None else None,
+    h = fits.ImageHDU(np.zeros((1,) * len(shape), dtype), header=clean_header(header) if header is not None else None,
                       name=name).header
     for i, n in enumerate(reversed(shape), 1): h[f"NAXIS{i}"] = int(n)
     return h
@@ -86,7 +87,7 @@ def dq_extension(dq:np.ndarray, # (nints, nrefs, ny, nx) uint32, typically a bro
     desc = np.stack([sizes, np.cumsum(sizes) - sizes], 1).astype(">i8" if wide else ">i4")
     body = desc.tobytes() + b"".join(tiles)
     hdr = _dq_header(dq.shape, len(tiles), heap, int(sizes.max()), wide)
-    return hdr.tostring().encode("ascii") + body + bytes(_padded(len(body)) - len(body))
+    return hdr.tostring().encode("ascii") + body + bytes(padded(len(body)) - len(body))
 
 # %% ../nbs/06_stream.ipynb #02777dde
 def quad_layout(path,                 # the final file name
@@ -99,7 +100,7 @@ def quad_layout(path,                 # the final file name
     "The layout of a QuadModel file and what is known before the data: (offset, bytes) of the headers and the DQ."
     path = Path(path)
     bunit = {"BUNIT": header["BUNIT"]} if "BUNIT" in header else {}
-    ph = fits.PrimaryHDU(header=_primary_header(primary, "QuadModel", path.name, provenance)).header
+    ph = fits.PrimaryHDU(header=primary_header(primary, "QuadModel", path.name, provenance)).header
     hdrs = [("PRIMARY", ph, 0), ("SCI", _image_header("SCI", shape, np.float32, header), 4),
             ("ERR", _image_header("ERR", shape, np.float32, fits.Header(bunit)), 4)]
     pos, offsets, blobs = 0, {}, []
@@ -107,7 +108,7 @@ def quad_layout(path,                 # the final file name
         text = h.tostring().encode("ascii")
         blobs.append((pos, text))
         pos += len(text); offsets[name] = pos
-        pos += _padded(int(np.prod(shape)) * size) if size else 0
+        pos += padded(int(np.prod(shape)) * size) if size else 0
     blobs.append((pos, dq_extension(np.broadcast_to(np.asarray(dq, np.uint32), tuple(shape)))))
     return QuadLayout("", str(path), tuple(int(s) for s in shape), offsets, pos + len(blobs[-1][1])), blobs
 
@@ -127,7 +128,7 @@ def write_slab(layout:QuadLayout, # from `QuadStream.layout`
             for i in range(c):                         # one integration at a time: a bounded conversion buffer
                 buf = np.ascontiguousarray(a[i], dtype=">f4").data
                 n += os.pwrite(fd, buf, layout.offsets[kind] + (m0 + i) * layout.slab)
-    except OSError as e: raise OutputError(_write_failure(e), layout.path) from None
+    except OSError as e: raise OutputError(write_failure(e), layout.path) from None
     finally: os.close(fd)
     return n
 
@@ -136,16 +137,17 @@ class QuadStream:
     "A _psfalign file written integration block by integration block; atomic (temporary name, then rename)."
     def __init__(self, path, shape:tuple, primary:fits.Header, header:fits.Header, dq:np.ndarray, provenance:dict=None, inputs=()):
         path = Path(path)
-        _check_destination(path, inputs)
+        check_destination(path, inputs)
         self.layout, blobs = quad_layout(path, shape, primary, header, dq, provenance)
-        fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), suffix=".tmp", dir=path.parent)
-        self.layout.tmp, self.done = tmp, False
+        self.layout.tmp, self.done = temporary(path), False
         try:
-            for off, b in blobs: os.pwrite(fd, b, off)
-            os.ftruncate(fd, self.layout.end)
+            fd = os.open(self.layout.tmp, os.O_WRONLY)
+            try:
+                for off, b in blobs: os.pwrite(fd, b, off)
+                os.ftruncate(fd, self.layout.end)
+            finally: os.close(fd)
         except OSError as e:
-            os.close(fd); self.abort(); raise OutputError(_write_failure(e), path) from None
-        os.close(fd)
+            self.abort(); raise OutputError(write_failure(e), path) from None
 
     def write(self, m0, sci, err): return write_slab(self.layout, m0, sci, err)
 
@@ -153,17 +155,15 @@ class QuadStream:
         "Append the SHIFTS table (nints_sci, nrefs, 3), fsync and rename; the final path."
         lay, path = self.layout, Path(self.layout.path)
         buf = io.BytesIO()
-        fits.HDUList([fits.PrimaryHDU(), _shifts_table(np.asarray(shifts, np.float64))]).writeto(buf)
+        fits.HDUList([fits.PrimaryHDU(), shifts_table(np.asarray(shifts, np.float64))]).writeto(buf)
         tab = buf.getvalue()[len(fits.PrimaryHDU().header.tostring()):]
         try:
             with open(lay.tmp, "r+b") as f:
                 f.seek(lay.end); f.write(tab); f.truncate(); f.flush(); os.fsync(f.fileno())
-            os.chmod(lay.tmp, 0o644)
-            os.replace(lay.tmp, path)
+            publish(lay.tmp, path)
         except OSError as e:
-            self.abort(); raise OutputError(_write_failure(e), path) from None
+            self.abort(); raise OutputError(write_failure(e), path) from None
         self.done = True
-        _fsync_folder(path.parent)
         log.debug("streamed %s", path)
         return path
 
@@ -186,6 +186,20 @@ def write_aligned(product:AlignedRefs, # the aligned references
         for m0 in range(0, product.nints, chunk):
             q.write(m0, product.sci[m0:m0 + chunk], product.err[m0:m0 + chunk])
         return q.close(product.shifts)
+
+def write_product(product,              # an Exposure, AlignedRefs or Resampled
+                  path,                 # the product's file
+                  *,
+                  model:str=None,       # DATAMODL (default by type); a _psfalign is always a QuadModel
+                  provenance:dict=None, # as `products.write_product`
+                  inputs=(),            # files this write must never overwrite
+                 ) -> Path:
+    "Write any product atomically: a 4-D `AlignedRefs` streamed here, the others by `products.write_product`."
+    if not isinstance(product, AlignedRefs):
+        return _write_cube_or_image(product, path, model=model, provenance=provenance, inputs=inputs)
+    path = Path(path)
+    if model not in (None, "QuadModel"): raise OutputError(f"a _psfalign is a QuadModel, not {model}", path)
+    return write_aligned(product, path, provenance, [*inputs, getattr(product, "path", None)])
 
 # %% ../nbs/06_stream.ipynb #9580a782
 def _file_dq(path:Path, # a _psfalign file
@@ -210,7 +224,7 @@ def open_psfalign(path,   # a _psfalign file written by coronlit (`QuadStream` o
     try:
         with fits.open(path, memmap=True) as h:
             info = {x.name: (x.fileinfo()["datLoc"], x.shape) for x in h[1:3]}
-            primary, header = h[0].header.copy(), _clean_header(h["SCI"].header)
+            primary, header = h[0].header.copy(), clean_header(h["SCI"].header)
             t = h["SHIFTS"].data
             shape = tuple(info["SCI"][1])
             shifts = np.full(shape[:2] + (3,), np.nan)

@@ -15,9 +15,8 @@ from .products import check_usable, read_psfmask
 from .dq import interpret_bit_flags
 
 # %% auto #0
-__all__ = ['log', 'CORON_EXP_TYPES', 'SHARED_KEYWORDS', 'KERNELS', 'check_exp_type', 'check_same_setup', 'check_shapes',
-           'check_sky_wcs', 'check_psfmask', 'validate_members', 'validate_options', 'psfalign_nbytes', 'parse_size',
-           'available_memory', 'check_memory']
+__all__ = ['log', 'CORON_EXP_TYPES', 'SHARED_KEYWORDS', 'check_exp_type', 'check_same_setup', 'check_shapes', 'check_sky_wcs',
+           'check_psfmask', 'validate_members', 'psfalign_nbytes', 'parse_size', 'available_memory', 'check_memory']
 
 # %% ../nbs/05_validate.ipynb #492262db
 log = get_logger("validate")
@@ -111,31 +110,6 @@ def validate_members(science:list,  # science `Exposure`s, in ASN order
     for e in science: check_sky_wcs(e)
     if psfmask is None: return None
     return check_psfmask(psfmask, science[0].shape, psfmask_path)
-
-# %% ../nbs/05_validate.ipynb #630f2a75
-KERNELS = ("square", "point", "turbo", "gaussian", "lanczos2", "lanczos3")
-"The drizzle kernels resample accepts."
-
-def _number(name, v, lo, hi, lo_open=True):
-    "InputError unless `v` is a finite number in (lo, hi] (or [lo, hi] when not `lo_open`)."
-    try: x = float(v)
-    except (TypeError, ValueError): raise InputError(f"option {name}={v!r}: not a number") from None
-    if not np.isfinite(x) or x > hi or x < lo or (lo_open and x == lo):
-        raise InputError(f"option {name}={v!r}: must be in {'(' if lo_open else '['}{lo}, {hi}]")
-
-def validate_options(snr=5.0, maskpt=0.7, median_box_length=3, bad_bits="DO_NOT_USE", truncate=50,
-                     pixfrac=1.0, kernel="square", **others # the coron3 options (others are not checked)
-                    ) -> None:
-    "InputError naming the option if a coron3 option cannot work."
-    _number("snr", snr, 0, np.inf); _number("maskpt", maskpt, 0, 1, lo_open=False); _number("pixfrac", pixfrac, 0, 1)
-    if isinstance(median_box_length, bool) or not isinstance(median_box_length, (int, np.integer)) or median_box_length < 1:
-        raise InputError(f"option median_box_length={median_box_length!r}: must be an integer >= 1")
-    try: interpret_bit_flags(bad_bits)
-    except InputError as e: raise InputError(f"option {e.message}") from None  # "bad_bits 'FOO': unknown DQ flag name 'FOO'"
-    tr = truncate if isinstance(truncate, (list, tuple)) else [truncate]
-    if not tr or any(isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0 for t in tr):
-        raise InputError(f"option truncate={truncate!r}: must be an integer >= 0 or a list of them")
-    if kernel not in KERNELS: raise InputError(f"option kernel={kernel!r}: must be one of {', '.join(KERNELS)}")
 
 # %% ../nbs/05_validate.ipynb #2390c6d9
 def psfalign_nbytes(nints_sci:int, # integrations of the science exposure

@@ -178,7 +178,8 @@ def test_psfalign_product_on_synth(synth_set):
 
 def test_psfalign_writes_as_quadmodel(synth_set, tmp_path):
     "The product (with its read-only broadcast DQ) goes through write_product and opens in stdatamodels as a QuadModel."
-    from coronlit.products import write_product, read_product
+    from coronlit.products import read_product
+    from coronlit.stream import write_product
     from stdatamodels.jwst import datamodels
     sci, stack = synth_set["scis"][1], synth_set["stack"]
     out = align_refs(sci, stack, psfmask=synth_set["psfmask"])

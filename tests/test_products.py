@@ -11,8 +11,8 @@ import coronlit
 import coronlit.products as products
 from coronlit.core import DataError, FitsError, OutputError
 from coronlit.dq import DO_NOT_USE, OUTLIER, REFERENCE_PIXEL
-from coronlit.products import (AlignedRefs, Exposure, Resampled, read_calints, read_product, read_psfmask,
-                               write_product)
+from coronlit.products import (AlignedRefs, Exposure, Resampled, read_calints, read_product, read_psfmask)
+from coronlit.stream import write_product   # every product type (the 4-D one is streamed by coronlit.stream)
 
 SHAPE = (3, 16, 20)  # nints, ny, nx (non-square: catches swapped axes)
 
