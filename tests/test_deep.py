@@ -5,10 +5,10 @@ import pytest
 
 from coronlit.core import DataError, InputError
 from coronlit.synth import make_dataset, load_truth
-from coronlit.combine import prepare, reduce, roll_mean, derotate
+from coronlit.combine import prepare, reduce, roll_mean, derotate, deep_reduce
 from coronlit.contrast import inject, ideal_image, sky_position, synth_psf, airy_psf
 from coronlit.metrics import aperture_sums, disk_position_angle
-from coronlit.deep import deep, deep_reduce, deep_subtract, subtract_integration, annuli, zone_of, derivative_images, star_pixel, sky_band
+from coronlit.deep import deep, deep_subtract, subtract_integration, annuli, zone_of, derivative_images, star_pixel, sky_band
 
 
 def floor_of(e):
@@ -79,13 +79,13 @@ def test_bad_inputs(tmp_path):
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     d = tmp_path_factory.mktemp("deep")
-    p = prepare(make_dataset(d, shape=(128, 128), n_sci=2, n_ref=2, nints=6, seed=3, companion=None, wfe_drift=4.0))
-    return p, load_truth(d)
+    asn = make_dataset(d, shape=(128, 128), n_sci=2, n_ref=2, nints=6, seed=3, companion=None, wfe_drift=4.0)
+    return prepare(asn), load_truth(d), asn
 
 
 def test_sim_against_klip(sim):
     "Simulated drift set: deep (1/ERR^2, annuli) leaves less than KLIP at 1.6-2.2\" and keeps a companion's flux at 1\"."
-    p, tr = sim
+    p, tr, _ = sim
     k, d = reduce(p, "rdi", [50]), deep_reduce(p, "rdi", weighted=True)
     rk, rd = ratio(p, k, (1.6, 2.2)), ratio(p, d, (1.6, 2.2))
     print("ratio 1.6-2.2\": KLIP %.2f, deep %.2f" % (rk, rd))
@@ -98,6 +98,25 @@ def test_sim_against_klip(sim):
     tp = aperture_sums(red.image() - d.image(), xy, fw / 2)[0] / aperture_sums(ideal_image(red, comps, synth_psf(tr), F, p.psfmask).sci, xy, fw / 2)[0]
     print("throughput at 1\": %.3f" % tp)
     assert 0.9 < tp < 1.05
+
+
+def test_coron3_subtraction_deep(sim):
+    "coron3(subtraction='deep') through the block engine: less residual than its KLIP at 1.6-2.2\"; a bad value is an InputError."
+    from coronlit.pipeline import coron3
+    sim_asn = sim[2]
+    out = {}
+    for sub in ("klip", "deep"):
+        res = coron3(sim_asn, None, progress=False, subtraction=sub, skip=("resample",))
+        rings = []
+        for n, s in res.psfsub.items():
+            e = res.crfints[n]; m, c = np.nanmean(s.sci, 0), star_pixel(e)
+            y, x = np.indices(m.shape); r = np.hypot(x - c[0], y - c[1]) * 0.063
+            sel = (r >= 1.6) & (r < 2.2) & np.isfinite(m)
+            rings.append(1.4826 * np.median(np.abs(m[sel] - np.median(m[sel]))) / np.median(floor_of(e)[sel]))
+        out[sub] = float(np.mean(rings))
+    print(out)
+    assert out["deep"] < 0.85 * out["klip"]
+    with pytest.raises(InputError, match="subtraction"): coron3(sim_asn, None, progress=False, subtraction="pca")
 
 
 REAL = dict(exclude_pa=128.6, derivatives=("scale",))    # the options of the measurements page (37_deeper)
