@@ -6,6 +6,7 @@ Docs: https://coronlit.github.io/coronlit/assign_mtwcs.html.md"""
 
 # %% ../nbs/52_assign_mtwcs.ipynb #ebd06cd0
 from __future__ import annotations
+from astropy.io import fits
 from .core import get_logger
 
 # %% auto #0

@@ -177,5 +177,5 @@ def main(argv:list=None # arguments (default: sys.argv[1:])
         return 1
     for kind, paths in res.paths.items():
         for q in paths: print(q)
-    print(text)
+    if text: print(text)
     return 0

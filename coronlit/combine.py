@@ -21,7 +21,7 @@ from .engine import MODES, other_rolls
 
 # %% auto #0
 __all__ = ['apply_shifts', 'adi_library', 'refresh_library', 'Prepared', 'prepare', 'library', 'Reduction', 'reduce',
-           'star_zones']
+           'star_zones', 'deep_reduce']
 
 # %% ../nbs/15_combine.ipynb #66f2417c
 def apply_shifts(cube:np.ndarray,     # (N, ny, nx) reference images (bad pixels repaired, finite)
@@ -155,3 +155,37 @@ def star_zones(exp:Exposure,        # a science exposure (the star at its WCS re
     cx, cy = (float(v) - 1 for v in exp.wcs.wcs.crpix)
     s = exp.pixel_scale
     return subsections(exp.shape, (cx, cy), iwa / s, None if owa is None else owa / s, n_annuli, n_sectors)
+
+# %% ../nbs/15_combine.ipynb #b05c2d73
+from .deep import deep, engine_setup, sky_band
+
+def deep_reduce(p,                 # a `coronlit.combine.Prepared`
+                mode:str="rdi",    # "rdi", "adi" or "rdi+adi"
+                science:list=None, # replacement science Exposures (e.g. with injected companions)
+                exclude_pa=None,   # a disk's position angle (deg): its band is kept out of the fits; None: no band
+                band_half_width:float=8.0, # the band's half width, pixels
+                protect:bool=True, # rdi+adi with `exclude_pa`: the disk's bands of all rolls take the RDI-only residual
+                resample_kw:dict=None, # `resample` keywords
+                **kw,              # `deep` options
+               ):
+    "A `Reduction` (one plane, `truncate` [0]) of `coronlit.deep`'s zone-wise least squares."
+    if mode not in MODES: raise InputError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    sci = p.science if science is None else list(science)
+    if science is not None and mode != "rdi":
+        p = Prepared(sci, p.rdi, [refresh_library(a, other_rolls(sci, k)) for k, a in enumerate(p.adi)], p.psfmask, p.name)
+    rk = dict(resample_kw or {})
+    t0 = time.perf_counter()
+    subs = {}
+    for k, e in enumerate(sci):
+        ex = None if exclude_pa is None else sky_band(e, exclude_pa, band_half_width)
+        s = deep(e, library(p, k, mode), exclude=ex, psfmask=p.psfmask, **kw)
+        if exclude_pa is not None and protect and mode == "rdi+adi":
+            r = deep(e, library(p, k, "rdi"), exclude=ex, psfmask=p.psfmask, **kw)
+            pr = engine_setup(sci, mode, exclude_pa, band_half_width)["protect"][k].reshape(e.shape)[None]
+            s = s.replace(sci=np.where(pr, r.sci, s.sci), err=np.where(pr, r.err, s.err), dq=np.where(pr, r.dq, s.dq))
+        subs[e.name or f"roll{k}"] = [s]
+    t1 = time.perf_counter()
+    i2d = derotate([roll_mean(v[0], rk.get("weight_type", "ivm")) for v in subs.values()], **rk)
+    t2 = time.perf_counter()
+    star = tuple(float(v) for v in i2d.wcs.world_to_pixel_values(*sci[0].star_radec))
+    return Reduction(mode, [0], i2d.sci[None], i2d.err[None], i2d.wcs, star, [i2d], subs, dict(klip=t1 - t0, combine=t2 - t1))

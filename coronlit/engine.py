@@ -20,8 +20,8 @@ from .stream import write_slab
 # %% auto #0
 __all__ = ['MODES', 'RefSet', 'reference_set', 'other_rolls', 'science_cube', 'plan_rdi', 'plan_adi', 'AnchorGram', 'anchor_gram',
            'gram_at', 'add_grams', 'library_at', 'klip_integration', 'Library', 'Block', 'BlockResult', 'block_size',
-           'buffer_pool', 'make_blocks', 'align_onto', 'klip_block', 'process_block', 'serial_mapper', 'thread_mapper',
-           'run_blocks', 'finish_klip', 'plan_library']
+           'buffer_pool', 'make_blocks', 'align_onto', 'deep_integration', 'klip_block', 'process_block',
+           'serial_mapper', 'thread_mapper', 'run_blocks', 'finish_klip', 'plan_library']
 
 # %% ../nbs/16_engine.ipynb #97f1f40b
 MODES = ("rdi", "adi", "rdi+adi")
@@ -228,6 +228,8 @@ class Library:
     fft_workers: int = 1      # FFT threads inside a block
     writer: object = None     # a `BackgroundWriter` for the slabs (in this process only: not sent to other processes)
     buffers: object = None    # a queue of reusable block buffers (or None tokens, allocated on first use), this process only
+    subtraction: str = "klip" # "klip" (KL modes) or "deep" (coronlit.deep: zone-wise least squares)
+    deep: dict = None         # deep: `coronlit.deep.engine_setup` (per science exposure: its keywords, protected pixels)
 
     def __getstate__(self): return {**self.__dict__, "writer": None, "buffers": None}
 
@@ -304,6 +306,20 @@ def align_onto(blk:Block, rs:RefSet, shared:Library, out=None) -> tuple:
     "(aligned (c, N, ny, nx), ERR, shifts (c, N, 3)) of set `rs` on the block's integrations."
     return align_block(blk.s, rs.lib, rs.plans[blk.k], blk.good, method=shared.method, workers=shared.fft_workers, out=out)
 
+def deep_integration(i:int, k:int, sets:list, t, tbad, setup:dict, nt:int):
+    "`coronlit.deep.subtract_integration` of integration i (the protected pixels from the first set alone), on nt planes."
+    from coronlit.deep import subtract_integration
+    def one(ss):
+        X, E, _, _, bad = library_at(i, k, ss)
+        return subtract_integration(X, E, bad, t, tbad, **setup["kw"][k])
+    out = one(sets)
+    if out is None: return None
+    r, v, ev = out
+    pr = setup["protect"][k]
+    if pr is not None and len(sets) == 2 and (o2 := one(sets[:1])) is not None:
+        r[:, pr], v[:, pr] = o2[0][:, pr], o2[1][:, pr]
+    return np.repeat(r, nt, 0), np.repeat(v, nt, 0), ev
+
 def klip_block(blk:Block, shared:Library, sets:list) -> tuple:
     "(residuals, noise variance, eigenvalues) of every integration of the block against the aligned `sets`."
     c, (ny, nx), nt = len(blk.t), shared.rdi.lib.shape, len(shared.truncs)
@@ -312,7 +328,8 @@ def klip_block(blk:Block, shared:Library, sets:list) -> tuple:
     for i in range(c):
         t = blk.t[i].astype(np.float64).ravel()
         tbad = ~np.isfinite(t) | blk.tbad[i].ravel()
-        out = klip_integration(*library_at(i, blk.k, sets), t, tbad, shared.truncs)
+        if shared.subtraction == "deep": out = deep_integration(i, blk.k, sets, t, tbad, shared.deep, nt)
+        else: out = klip_integration(*library_at(i, blk.k, sets), t, tbad, shared.truncs)
         if out is None:
             get_logger("klip").warning("KLIP: integration %d has no usable pixel in the fit region: left NaN", blk.m0 + i)
             continue

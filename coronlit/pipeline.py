@@ -126,6 +126,12 @@ def _dq_flags(v) -> str|None:
     try: interpret_bit_flags(v)
     except InputError as e: return e.message.split(": ", 1)[-1]
 
+def _degrees(v) -> str|None:
+    "None if `v` reads as a number of degrees, else what it must be."
+    if v is None: return None
+    try: float(v); return None
+    except (TypeError, ValueError): return "must be an angle in degrees (or none)"
+
 CORON3 = Options(
     Option("snr", 5.0, "rejection threshold in sigma", "outlier_detection", float, check=in_range(0), metavar="SIGMA"),
     Option("maskpt", 0.7, "fraction of the mean weight below which pixels are ignored", "outlier_detection", float,
@@ -140,6 +146,11 @@ CORON3 = Options(
            "align_refs", str, choices=("compose", "fit"), cli=False),
     Option("mode", "rdi", "references for KLIP: the reference stars (rdi, as jwst), the other roll(s) (adi), or both "
            "(rdi+adi)", "klip", str, choices=MODES),
+    Option("subtraction", "klip", 'how the star is subtracted: "klip" (KL modes) or "deep" (zone-wise least squares, '
+           'coronlit.deep; every truncation gets the same residual)', "klip", str, choices=("klip", "deep")),
+    Option("exclude_pa", None, "deep: position angle (deg E of N) of an edge-on disk, whose band is kept out of the fits",
+           "klip", (float, int, str), words={"none": None}, check=_degrees, normalize=lambda v: None if v is None else float(v),
+           metavar="DEG"),
     Option("truncate", 50, "number of KL modes (a list, or 5,10,20 on the command line, for several)", "klip", int,
            check=at_least(0), many=True, normalize=truncations, metavar="N"),
     Option("north_up", True, "north up (north) or the first roll's orientation (first-roll, as jwst)", "resample", bool,
@@ -227,6 +238,10 @@ def _plan(self:_Run, science:list, stack:Exposure, mask) -> tuple:
     check_memory(max(psfalign_nbytes(len(b.s), nrefs, stack.shape, 2) for b in items) * max(conc, 1) * 2,
                  "align_refs/klip blocks", science[0].path)
     lib.truncs, lib.method, lib.writer = o.truncate, o.align_method, self.writer
+    if o.subtraction == "deep":
+        from coronlit.deep import engine_setup
+        lib.subtraction = "deep"                        # the radial-magnification derivative: reference stars' colours
+        lib.deep = engine_setup(science, o.mode, o.exclude_pa, derivatives=("scale",))
     lib.buffers = buffer_pool(o.workers + 1) if self.writer and o.mapper is None else None
     return lib, items
 
