@@ -18,7 +18,7 @@ HERE = Path(__file__).resolve().parent
 def child(which: str, asn: str, out: str, apcorr: str, abvega: str) -> dict:
     "Run one pipeline here (imports first, not timed); return wall/CPU seconds, per-step wall seconds and peak RSS (MB)."
     if which == "coronlit":
-        from coronlit.image3 import image3
+        from coronlit.impipeline import image3
         import photutils.detection, photutils.segmentation, photutils.background, photutils.aperture, tweakwcs.imalign  # noqa: F401
         t0, c0 = time.perf_counter(), time.process_time()
         r = image3(asn, out, apcorr=apcorr, abvegaoffset=abvega)

@@ -1,8 +1,10 @@
 __version__ = "0.1.0"
 
 # The steps live in modules of their own names: `from coronlit.klip import klip`, etc.
-_API = {"coron3": "pipeline", "Coron3Result": "pipeline", "coron3_many": "batch", "read_asn": "asn", "read_calints": "products",
-        "read_product": "products", "write_product": "stream", "make_dataset": "synth", "CoronlitError": "core"}
+_API = {"coron3": "pipeline", "Coron3Result": "pipeline", "coron3_many": "batch", "coron3_on": "batch", "read_asn": "asn",
+        "read_calints": "products", "read_product": "products", "write_product": "stream", "make_dataset": "synth",
+        "CoronlitError": "core", "image3": "impipeline", "image3_many": "router", "stage3": "router", "fetch": "datasets",
+        "characterize": "companions", "measure_run": "companions"}
 
 def __getattr__(name):
     "The top-level API (`coronlit.coron3`, the steps, the readers), imported on first use."

@@ -8,7 +8,7 @@ Docs: https://coronlit.github.io/coronlit/image3_cli.html.md"""
 from __future__ import annotations
 import argparse
 from pathlib import Path
-from .image3 import IMAGE3
+from .impipeline import IMAGE3
 
 # %% auto #0
 __all__ = ['add_image3_command', 'add_stage3_command', 'run_image3_command', 'run_stage3_command', 'run_image3_demo']
@@ -43,13 +43,13 @@ def add_stage3_command(sub # the `coronlit` subparsers
 def run_image3_command(a:argparse.Namespace # parsed `image3` arguments
                       ):
     "Run image3 on the parsed arguments; the BatchResult."
-    from coronlit.stage3 import image3_many
+    from coronlit.router import image3_many
     return image3_many(a.asn, a.output_dir, a.scheduler or None, **IMAGE3.from_args(a))
 
 def run_stage3_command(a:argparse.Namespace # parsed `stage3` arguments
                       ):
     "Route and run the parsed associations; the BatchResult."
-    from coronlit.stage3 import stage3
+    from coronlit.router import stage3
     return stage3(a.asn, a.output_dir, a.scheduler or None, coron3_options={"progress": not getattr(a, "quiet", False)})
 
 def run_image3_demo(output_dir, # folder for data/, ref/ and products/
@@ -57,7 +57,7 @@ def run_image3_demo(output_dir, # folder for data/, ref/ and products/
                    ):
     "Simulate a small dithered imaging set into `output_dir`/data and run image3 on it into `output_dir`/products."
     from coronlit.imsynth import make_image_set, write_reference_files
-    from coronlit.image3 import image3
+    from coronlit.impipeline import image3
     out = Path(output_dir)
     asn = make_image_set(out / "data", seed=seed)
     apf, abf = write_reference_files(out / "ref")

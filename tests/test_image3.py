@@ -8,7 +8,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from coronlit.cli import main
-from coronlit.image3 import image3, STEPS
+from coronlit.impipeline import image3, STEPS
 from coronlit.imsynth import make_image_set, write_reference_files, read_truth
 from coronlit.image3_metrics import alignment_rms, cr_scores, catalog_scores
 from coronlit.dq import OUTLIER, DO_NOT_USE

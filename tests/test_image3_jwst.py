@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from coronlit.image3 import image3
+from coronlit.impipeline import image3
 from coronlit.imsynth import make_image_set, write_reference_files, read_truth
 from coronlit.image3_metrics import alignment_rms, cr_scores, flux_ratios, catalog_scores
 from coronlit.dq import OUTLIER

@@ -4,7 +4,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coronlit.image3 import IMAGE3
+from coronlit.impipeline import IMAGE3
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -6,7 +6,7 @@ import pytest
 from astropy.io import fits
 
 from coronlit.cli import main
-from coronlit.stage3 import STAGE3, route, stage3
+from coronlit.router import STAGE3, route, stage3
 from coronlit.imsynth import make_image_set
 
 # pipeline_modules.rst, "The following table lists the pipeline modules that get applied to each EXP_TYPE": the

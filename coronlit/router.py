@@ -87,7 +87,7 @@ def _task(asn, output_dir, kind:str=None, options:dict=None) -> AsnStatus:
         kind = kind or route(asn)
         if kind == "coron3":
             st = run_one(asn, output_dir, options.get("coron3") if options else None); return st
-        from coronlit.image3 import image3
+        from coronlit.impipeline import image3
         res = image3(asn, output_dir, **((options or {}).get("image3") or {}))
         st.ok, st.paths, st.timings = True, res.paths, res.seconds
     except CoronlitError as e: st.error = str(e)
@@ -121,7 +121,7 @@ def image3_many(asns,            # image3 associations (or one)
                 **options        # image3 options
                ) -> BatchResult:
     "Run image3 on several associations; failures are recorded, not raised."
-    from coronlit.image3 import IMAGE3
+    from coronlit.impipeline import IMAGE3
     IMAGE3.validate(options, "image3_many()")   # a bad option fails before any work
     return _many(asns, output_dir, scheduler, "image3", {"image3": options})
 
