@@ -20,6 +20,7 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 SUFFIXES = ("crfints", "psfstack", "psfalign", "psfsub", "i2d")
 PRODUCT = re.compile(rf".*_({'|'.join(SUFFIXES)})\.fits$")
+ANALYSIS = re.compile(r".*_(companions\.ecsv|contrast_calibrated\.ecsv|contrast_calibrated\.png)$")  # written beside the _i2d
 SLOW = """
 import sys, time
 from astropy.io.fits.hdu.base import _BaseHDU
@@ -49,6 +50,17 @@ def _cmd(asn, out, slow):
     return ([sys.executable, "-c", SLOW] if slow else [str(BIN / "coronlit")]) + args
 
 
+def _check_analysis(p):
+    "A companions table, calibrated curve or its plot under its final name: whole (it parses), never half-written."
+    if p.suffix == ".png":
+        import matplotlib.image
+        assert matplotlib.image.imread(p).shape[0] > 50, p.name
+    else:
+        from astropy.table import Table
+        t = Table.read(p, format="ascii.ecsv")
+        assert ("sep" in t.colnames and "flux_mjy" in t.colnames) if "companions" in p.name else len(t) > 3, (p.name, t.colnames)
+
+
 def _check_product(p):
     "A file under a product's final name: it reads back whole, with the expected shape and finite good pixels."
     x = read_product(p)  # a CoronlitError here is a half-written product
@@ -70,7 +82,9 @@ def _check_folder(out):
     names = sorted(p.name for p in Path(out).iterdir()) if Path(out).is_dir() else []
     products = [n for n in names if PRODUCT.match(n)]
     for n in products: _check_product(Path(out) / n)
-    others = [n for n in names if n not in products]
+    for n in names:
+        if ANALYSIS.match(n): _check_analysis(Path(out) / n)
+    others = [n for n in names if n not in products and not ANALYSIS.match(n)]
     assert all(n.startswith(".") and n.endswith(".tmp") for n in others), others
     return products, others
 
@@ -105,6 +119,7 @@ def test_killed_runs_leave_only_whole_products(data, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     products, others = _check_folder(out)
     assert len(products) == 2 * 2 + 1 + 2 + 2 + 1 and not others, (products, others)  # crfints x4, psfstack, psfalign x2, psfsub x2, i2d
+    assert sum(bool(ANALYSIS.match(p.name)) for p in Path(out).iterdir()) == 3   # companions table, calibrated curve, its plot
     assert _sha(inputs) == before
     inode = {n: (out / n).stat().st_ino for n in products}
 
