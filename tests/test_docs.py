@@ -39,7 +39,7 @@ HARNESS = """<!doctype html><html><body><pre id="res">pending</pre><script>
 const pages = PAGES, res = {}; let left = pages.length;
 for (const p of pages) {
   const f = document.createElement("iframe"); f.style.width = "1280px"; f.style.height = "900px";
-  f.onload = () => setTimeout(() => {          // MathJax typesets after the load event
+  const collect = () => {
     try {
       const w = f.contentWindow, d = f.contentDocument, all = s => [...d.querySelectorAll(s)];
       const kw = d.querySelector(".highlight .kn, .highlight .k");
@@ -54,7 +54,15 @@ for (const p of pages) {
                 kw: kw ? [getComputedStyle(kw).color, getComputedStyle(d.body).color] : null};
     } catch (e) { res[p] = {error: String(e)}; }
     if (--left === 0) document.getElementById("res").textContent = JSON.stringify(res);
-  }, 8000);
+  };
+  f.onload = () => {                           // MathJax typesets after the load event: wait for its "End" hook (else 8 s)
+    const w = f.contentWindow, t0 = Date.now();
+    (function wait() {
+      if (w.MathJax && w.MathJax.Hub && w.MathJax.Hub.Register) w.MathJax.Hub.Register.StartupHook("End", () => setTimeout(collect, 500));
+      else if (Date.now() - t0 > 8000) collect();
+      else setTimeout(wait, 200);
+    })();
+  };
   f.src = p; document.body.appendChild(f);
 }
 </script></body></html>"""
