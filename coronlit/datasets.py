@@ -10,6 +10,7 @@ import hashlib, json, os, shutil, tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from .core import InputError, get_logger
+from ._fits import atomic_write
 
 # %% auto #0
 __all__ = ['DATASETS', 'ENV_DATA', 'ENV_URL', 'ENV_CACHE', 'TIMEOUT', 'Dataset', 'DatasetError', 'get_dataset', 'cache_dir',
@@ -152,7 +153,7 @@ def asn_path(ds:Dataset, # the dataset
     return Path(folder)/f"{ds.name}_coron3_asn.json"
 
 def _replace(tmp_write, dst:Path):
-    "Write a temporary file beside `dst` with `tmp_write(tmp_path)`, then rename it onto `dst`."
+    "Make a temporary entry beside `dst` with `tmp_write(tmp_path)` (a link, or a copy), then rename it onto `dst`."
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     os.close(fd); os.unlink(tmp)
     try:
@@ -165,7 +166,7 @@ def write_asn(ds:Dataset, # the dataset
              ) -> Path:
     "Write the dataset's coron3 association into `folder` (atomically); return its path."
     dst = asn_path(ds, folder)
-    _replace(lambda p: p.write_text(json.dumps(asn_dict(ds), indent=2) + "\n"), dst)
+    atomic_write(lambda f: f.write((json.dumps(asn_dict(ds), indent=2) + "\n").encode()), dst)   # the products' atomic writer
     return dst
 
 # %% ../nbs/07_datasets.ipynb #db8c3cd4
@@ -195,6 +196,8 @@ def fetch(name:str,           # a registry name, e.g. "aumic_f356w"
             src = check_file(local/fname, known, ds)
             if src.resolve() != dst.resolve(): _link(src, dst)
         elif not _cached(dst, known):
+            if _cached(cache_dir()/ds.name/fname, known) and dst.parent != cache_dir()/ds.name:
+                _link(cache_dir()/ds.name/fname, dst); continue          # another folder: from the user's cache
             log.info("downloading %s", fname)
             download(ds, fname, folder, progress)
     write_asn(ds, folder)

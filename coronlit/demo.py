@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import matplotlib
 from .core import get_logger
+from ._fits import atomic_write
 from .metrics import fit_point_source, mawet_snr, separation_pa
 from .contrast import snr_map
 from .plots import star_xy, plot_i2d
@@ -47,12 +48,8 @@ def quicklook(i2d,               # the `_i2d` Resampled product
     fig, axs = plt.subplots(1, 2, figsize=(11, 4.8))
     plot_i2d(i2d, marks=marks, ax=axs[0]); plot_i2d(i2d, marks=marks, zoom=zoom, ax=axs[1])
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent); os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=90); os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp): os.unlink(tmp)
+    try: atomic_write(lambda f: fig.savefig(f, format="png", dpi=90), path)   # the products' atomic writer
+    finally: plt.close(fig)
     return path
 
 # %% ../nbs/23_demo.ipynb #8644b040
